@@ -1,0 +1,86 @@
+"""Luxical: dense text embeddings at the speed of lexical tools.
+
+    >>> import luxical
+    >>> vectors = luxical.embed(["some text", "more text"], model="model.npz")  # doctest: +SKIP
+
+Pipeline per document: tokenize (Hugging Face tokenizer.json) → 1..N-gram features →
+TF-IDF, L2-normalised → sparse-to-dense ReLU network → L2-normalised embedding, all in a
+Rust core that releases the GIL and runs on a thread pool.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from luxical._luxical import __version__
+from luxical.embedder import Embedder
+from luxical.errors import (
+    LuxicalError,
+    ModelFormatError,
+    TokenizationError,
+    UnsupportedFormatVersionError,
+)
+
+__all__ = [
+    "Embedder",
+    "LuxicalError",
+    "ModelFormatError",
+    "TokenizationError",
+    "UnsupportedFormatVersionError",
+    "__version__",
+    "default_model_path",
+    "embed",
+    "load",
+]
+
+_DEFAULT_MODEL_FILE = Path(__file__).parent / "models" / "default.npz"
+_cache: dict[str, Embedder] = {}
+_cache_lock = threading.Lock()
+
+
+def default_model_path() -> Path:
+    """Path of the model shipped inside the package.
+
+    Raises:
+        FileNotFoundError: this build ships no default model.
+    """
+    if not _DEFAULT_MODEL_FILE.is_file():
+        raise FileNotFoundError(
+            "this luxical build ships no default model; pass model='path/to/model.npz'"
+        )
+    return _DEFAULT_MODEL_FILE
+
+
+def load(model: str | os.PathLike[str] | Embedder | None = None) -> Embedder:
+    """Loads a model once per process and caches it (cheap to call from a UDF).
+
+    Args:
+        model: Path of a ``.npz`` model, an `Embedder` (returned as is), or None for the
+            default model shipped in the package.
+    """
+    if isinstance(model, Embedder):
+        return model
+    path = default_model_path() if model is None else Path(model)
+    key = str(path.resolve())
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is None:
+            cached = _cache[key] = Embedder.load(path)
+        return cached
+
+
+def embed(texts: Any, model: str | os.PathLike[str] | Embedder | None = None, **kwargs: Any) -> np.ndarray:
+    """Embeds texts with `model` (default: the model shipped in the package).
+
+    The model is loaded on first use and cached per process. Keyword arguments are
+    those of :meth:`Embedder.__call__` (``batch_size``, ``num_threads``, ``progress``).
+
+    Returns:
+        float32 array of shape ``(len(texts), dim)`` with unit-norm (or all-zero) rows.
+    """
+    return load(model)(texts, **kwargs)

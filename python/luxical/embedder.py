@@ -1,0 +1,288 @@
+"""`Embedder`: the user-facing model object."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from luxical import _inputs
+from luxical._luxical import Model as _NativeModel
+from luxical._luxical import __version__ as _native_version
+
+if TYPE_CHECKING:
+    import scipy.sparse
+
+__all__ = ["Embedder"]
+
+_WRITER = f"luxical {_native_version}"
+
+
+class Embedder:
+    """A Luxical model: text → n-gram TF-IDF → small ReLU network → unit-norm embedding.
+
+    Load one with :meth:`Embedder.load` (a reference-compatible ``.npz`` file) and call it
+    on texts. Thread-safe: several Python threads may call one `Embedder` at once (the
+    GIL is released during the work).
+
+    Example:
+        >>> emb = Embedder.load("model.npz")                      # doctest: +SKIP
+        >>> vectors = emb(["a first document", "a second one"])   # (2, emb.dim) float32
+    """
+
+    def __init__(self, native: _NativeModel, *, source: str | os.PathLike[str] | None = None):
+        """Wraps a native model. Prefer :meth:`load` or :meth:`from_bytes`."""
+        self._native = native
+        self._source = None if source is None else os.fspath(source)
+
+    # ------------------------------------------------------------------ loading / saving
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Embedder:
+        """Loads a model file (the reference Luxical ``.npz`` format, version 1).
+
+        Args:
+            path: Path of the ``.npz`` file.
+
+        Returns:
+            The loaded embedder.
+
+        Raises:
+            FileNotFoundError: `path` does not exist.
+            luxical.errors.ModelFormatError: the file is damaged, inconsistent or not a
+                Luxical model (the message says which array and why).
+            luxical.errors.UnsupportedFormatVersionError: the file's format version is
+                newer than this luxical.
+        """
+        path = Path(path)
+        return cls(_NativeModel.load(path), source=path.resolve())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Embedder:
+        """Loads a model from the bytes of a model file (see :meth:`to_bytes`)."""
+        return cls(_NativeModel.from_bytes(bytes(data)))
+
+    def to_bytes(self) -> bytes:
+        """The model file's bytes (reference-compatible ``.npz``)."""
+        return self._native.to_bytes(_WRITER)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Writes the model to `path` as a reference-compatible ``.npz`` (atomically).
+
+        The file loads in the reference ``luxical`` package as well as in this one.
+        """
+        self._native.save(Path(path), _WRITER)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Small pickles: by path when loaded from a file, else by bytes.
+        if self._source is not None and Path(self._source).is_file():
+            return {"path": self._source}
+        return {"bytes": self.to_bytes()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "path" in state:
+            self._native = _NativeModel.load(Path(state["path"]))
+            self._source = state["path"]
+        else:
+            self._native = _NativeModel.from_bytes(state["bytes"])
+            self._source = None
+
+    def __repr__(self) -> str:
+        dims = " → ".join(str(d) for d in self.layer_dims)
+        return f"Embedder({dims}, max_ngram_len={self.max_ngram_len})"
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dim(self) -> int:
+        """Output embedding dimension."""
+        return self._native.dim
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of recognized n-grams (input features)."""
+        return self._native.vocab_size
+
+    @property
+    def max_ngram_len(self) -> int:
+        """Longest n-gram length (N of the 1..N-grams)."""
+        return self._native.max_ngram_len
+
+    @property
+    def layer_dims(self) -> list[int]:
+        """``[vocab_size, hidden_1, ..., dim]``."""
+        return list(self._native.layer_dims)
+
+    @property
+    def tokenizer_json(self) -> str:
+        """The Hugging Face ``tokenizer.json`` the model tokenizes with."""
+        return self._native.tokenizer_json
+
+    @property
+    def ngrams(self) -> np.ndarray:
+        """Recognized n-grams, uint32 ``(vocab_size, max_ngram_len)``, padded with 2**32-1."""
+        return self._native.ngrams().reshape(self.vocab_size, self.max_ngram_len)
+
+    @property
+    def idf(self) -> np.ndarray:
+        """IDF weight of each n-gram, float32 ``(vocab_size,)``."""
+        return self._native.idf()
+
+    @property
+    def layers(self) -> list[np.ndarray]:
+        """Network weights, each float32 ``(out_dim, in_dim)`` (copies)."""
+        return [w.reshape(o, i) for o, i, w in self._native.layers()]
+
+    # ------------------------------------------------------------------ embedding
+    def __call__(
+        self,
+        texts: Any,
+        *,
+        batch_size: int = 4096,
+        num_threads: int | None = None,
+        progress: bool = False,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Embeds texts.
+
+        Args:
+            texts: list/tuple of str, numpy str/object array, pandas Series, or pyarrow
+                StringArray / LargeStringArray / ChunkedArray (read zero-copy).
+            batch_size: Texts per native call; progress is reported and Ctrl-C is
+                honoured between batches. Results do not depend on it.
+            num_threads: Threads to use. Default: ``LUXICAL_NUM_THREADS``, else
+                ``RAYON_NUM_THREADS``, else all cores. Inside Spark use
+                ``spark.task.cpus``. Results do not depend on it.
+            progress: Show a tqdm progress bar (needs ``tqdm``).
+            out: Optional preallocated C-contiguous float32 array of shape (n, dim) to
+                write into.
+
+        Returns:
+            float32 array of shape ``(len(texts), dim)``; each row has unit L2 norm, or is
+            all zeros when the text has no recognized n-gram (empty, whitespace, unknown
+            script).
+
+        Raises:
+            TypeError: an item is not a str (the message names its index), or `texts` is
+                a single string.
+            ValueError: an item is not valid Unicode (lone surrogate), or bad arguments.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        prepared = _inputs.prepare_texts(texts)
+        n = _inputs.count(prepared)
+        if out is None:
+            out = np.empty((n, self.dim), dtype=np.float32)
+        elif out.shape != (n, self.dim) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(
+                f"out must be a C-contiguous float32 array of shape ({n}, {self.dim}), "
+                f"got {out.dtype} {out.shape}"
+            )
+        bar = _progress_bar(n, progress)
+        try:
+            for start in range(0, n, batch_size):
+                end = min(start + batch_size, n)
+                batch = _inputs.slice_prepared(prepared, start, end)
+                try:
+                    if isinstance(batch, list):
+                        self._native.embed(batch, out[start:end], num_threads)
+                    else:
+                        self._native.embed_utf8(batch[0], batch[1], out[start:end], num_threads)
+                except (TypeError, ValueError) as exc:
+                    raise _reindex(exc, start) from None
+                if bar is not None:
+                    bar.update(end - start)
+        finally:
+            if bar is not None:
+                bar.close()
+        return out
+
+    def encode(
+        self,
+        sentences: Any,
+        *,
+        batch_size: int = 4096,
+        show_progress_bar: bool = False,
+        normalize_embeddings: bool = True,
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        num_threads: int | None = None,
+        **unused: Any,
+    ) -> Any:
+        """sentence-transformers-style alias of :meth:`__call__`.
+
+        Accepts the keywords users already type. Embeddings are always unit-norm, so
+        `normalize_embeddings` only accepts True. A single str returns one vector.
+
+        Returns:
+            numpy array (default), or a torch tensor with ``convert_to_tensor=True``.
+        """
+        if not normalize_embeddings:
+            raise ValueError("Luxical embeddings are always L2-normalised; normalize_embeddings=False is not supported")
+        if unused:
+            raise TypeError(f"encode() got unexpected keyword arguments: {sorted(unused)}")
+        single = isinstance(sentences, str)
+        emb = self(
+            [sentences] if single else sentences,
+            batch_size=batch_size,
+            num_threads=num_threads,
+            progress=show_progress_bar,
+        )
+        if single:
+            emb = emb[0]
+        if convert_to_tensor or not convert_to_numpy:
+            import torch
+
+            return torch.from_numpy(emb)
+        return emb
+
+    # ------------------------------------------------------------------ stages
+    def tokenize(self, texts: Any, *, num_threads: int | None = None) -> list[np.ndarray]:
+        """Token ids of each text (uint32, no special tokens, never truncated)."""
+        texts = _as_list(texts)
+        ids, offsets = self._native.tokenize(texts, num_threads)
+        return [ids[offsets[i] : offsets[i + 1]] for i in range(len(texts))]
+
+    def tfidf(self, texts: Any, *, num_threads: int | None = None) -> scipy.sparse.csr_matrix:
+        """L2-normalised TF-IDF features, a ``(len(texts), vocab_size)`` float32 CSR matrix.
+
+        Needs scipy. Within a row, columns are in first-occurrence order (as the
+        reference); call ``.sort_indices()`` if you need them sorted.
+        """
+        import scipy.sparse
+
+        texts = _as_list(texts)
+        indptr, indices, data = self._native.tfidf(texts, num_threads)
+        return scipy.sparse.csr_matrix((data, indices, indptr), shape=(len(texts), self.vocab_size))
+
+
+def _as_list(texts: Any) -> list:
+    prepared = _inputs.prepare_texts(texts)
+    if isinstance(prepared, list):
+        return prepared
+    data, offsets = prepared
+    raw = data.tobytes()
+    return [raw[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(len(offsets) - 1)]
+
+
+def _reindex(exc: Exception, start: int) -> Exception:
+    """Rewrites 'texts[i]' in a batch-level message to the index in the caller's input."""
+    if start == 0:
+        return exc
+    import re
+
+    message = re.sub(r"texts\[(\d+)\]", lambda m: f"texts[{int(m.group(1)) + start}]", str(exc), count=1)
+    return type(exc)(message)
+
+
+_tqdm_lock = threading.Lock()
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    with _tqdm_lock:
+        from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="Embedding", unit="doc", unit_scale=True)

@@ -1,0 +1,31 @@
+"""Exception classes raised by luxical.
+
+Every error luxical raises on purpose derives from :class:`LuxicalError`; the ones caused
+by bad input also derive from the matching built-in (``ValueError``), so generic handlers
+keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LuxicalError",
+    "ModelFormatError",
+    "UnsupportedFormatVersionError",
+    "TokenizationError",
+]
+
+
+class LuxicalError(Exception):
+    """Base class of luxical's own errors."""
+
+
+class ModelFormatError(LuxicalError, ValueError):
+    """A model file is unreadable, damaged or inconsistent (says which array and why)."""
+
+
+class UnsupportedFormatVersionError(ModelFormatError):
+    """A model file declares a format version this luxical cannot read."""
+
+
+class TokenizationError(LuxicalError, ValueError):
+    """The tokenizer failed on an input text (the message names its index)."""

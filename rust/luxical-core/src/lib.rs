@@ -1,0 +1,15 @@
+//! luxical-core: text → token ids → n-gram TF-IDF → sparse-to-dense ReLU network →
+//! L2-normalised embedding. Pure Rust; the Python binding lives in `luxical-py`.
+
+pub mod error;
+pub mod format;
+pub mod mlp;
+pub mod model;
+pub mod ngrams;
+pub mod tfidf;
+pub mod threads;
+pub mod tokenize;
+pub mod vocab;
+
+pub use error::{Error, Result};
+pub use model::{Csr, Model};

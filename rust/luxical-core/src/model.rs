@@ -1,0 +1,391 @@
+//! `Model` = tokenizer + n-gram vocabulary + idf + network, and the batch entry points.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::format::{self, Dtype, NpyArray, NpyOut};
+use crate::mlp::{DenseLayer, Network};
+use crate::tfidf::apply_idf;
+use crate::threads;
+use crate::tokenize::TextTokenizer;
+use crate::vocab::{CountScratch, Vocabulary};
+
+/// Documents per unit of parallel work: large enough for the dense layers to run as
+/// efficient GEMMs, small enough to balance two threads on small inputs.
+const CHUNK_DOCS: usize = 64;
+
+/// A loaded Luxical model.
+#[derive(Debug, Clone)]
+pub struct Model {
+    tokenizer: TextTokenizer,
+    vocab: Vocabulary,
+    idf: Vec<f32>,
+    network: Network,
+}
+
+/// TF-IDF rows in CSR form (column order within a row: first occurrence, as the reference).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Csr {
+    pub indptr: Vec<i64>,
+    pub indices: Vec<u32>,
+    pub data: Vec<f32>,
+}
+
+/// Per-thread buffers reused across the documents of a chunk.
+#[derive(Default)]
+struct Scratch {
+    tokens: Vec<u32>,
+    count: CountScratch,
+    features: Vec<(u32, u32)>,
+    indices: Vec<u32>,
+    values: Vec<f32>,
+    hidden: Vec<f32>,
+    dense: Vec<f32>,
+}
+
+impl Model {
+    /// Assembles a model from its parts, checking that they agree.
+    pub fn new(
+        tokenizer: TextTokenizer,
+        vocab: Vocabulary,
+        idf: Vec<f32>,
+        layers: Vec<DenseLayer>,
+    ) -> Result<Self> {
+        if idf.len() != vocab.len() {
+            return Err(Error::InconsistentModel(format!(
+                "idf_values has {} entries but the vocabulary has {} n-grams",
+                idf.len(),
+                vocab.len()
+            )));
+        }
+        if let Some(i) = idf.iter().position(|v| !v.is_finite()) {
+            return Err(Error::InconsistentModel(format!(
+                "idf_values[{i}] = {} is not finite",
+                idf[i]
+            )));
+        }
+        for (i, layer) in layers.iter().enumerate() {
+            if layer.weights_out_in.len() != layer.out_dim * layer.in_dim {
+                return Err(Error::InconsistentModel(format!(
+                    "nn_layer_{i} has {} weights for shape [{}, {}]",
+                    layer.weights_out_in.len(),
+                    layer.out_dim,
+                    layer.in_dim
+                )));
+            }
+            if let Some(j) = layer.weights_out_in.iter().position(|v| !v.is_finite()) {
+                return Err(Error::InconsistentModel(format!(
+                    "nn_layer_{i} has a non-finite weight at flat index {j}"
+                )));
+            }
+        }
+        let network = Network::from_layers(layers)?;
+        if network.vocab_size() != vocab.len() {
+            return Err(Error::InconsistentModel(format!(
+                "nn_layer_0 takes {} inputs but the vocabulary has {} n-grams",
+                network.vocab_size(),
+                vocab.len()
+            )));
+        }
+        Ok(Self {
+            tokenizer,
+            vocab,
+            idf,
+            network,
+        })
+    }
+
+    /// Loads a model file (reference `.npz`, format v1).
+    pub fn load(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|source| Error::Io {
+            action: "cannot open model file",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let arrays = format::read_npz(std::io::BufReader::with_capacity(1 << 20, file))?;
+        Self::from_arrays(&arrays)
+    }
+
+    /// Loads a model from the bytes of a model file.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Self::from_arrays(&format::read_npz_bytes(bytes)?)
+    }
+
+    fn from_arrays(arrays: &HashMap<String, NpyArray>) -> Result<Self> {
+        let n_layers = format::check_version_and_layers(arrays)?;
+        let tok = format::get(arrays, format::KEY_TOKENIZER)?;
+        if tok.dtype != Dtype::U8 {
+            return Err(Error::UnsupportedDtype {
+                array: tok.name.clone(),
+                found: format!("{:?}", tok.dtype),
+                expected: "uint8 (the UTF-8 bytes of tokenizer.json)",
+            });
+        }
+        let json = std::str::from_utf8(&tok.data).map_err(|e| Error::MalformedArray {
+            array: tok.name.clone(),
+            reason: format!("tokenizer JSON is not UTF-8: {e}"),
+        })?;
+        let tokenizer = TextTokenizer::from_json(json)?;
+
+        let ngrams = format::get(arrays, format::KEY_NGRAMS)?;
+        ngrams.expect_ndim(2, "[vocab_size, max_ngram_len]")?;
+        let max_ngram_len = ngrams.shape[1];
+        let keys = format::get(arrays, format::KEY_HASH_KEYS)?.to_i64()?;
+        let values = format::get(arrays, format::KEY_HASH_VALUES)?.to_u32()?;
+        let vocab = Vocabulary::from_parts(ngrams.to_u32_tokens()?, max_ngram_len, &keys, &values)?;
+        let idf_arr = format::get(arrays, format::KEY_IDF)?;
+        idf_arr.expect_ndim(1, "[vocab_size]")?;
+        let idf = idf_arr.to_f32()?;
+
+        let layers = (0..n_layers)
+            .map(|i| {
+                let arr = format::get(arrays, &format!("{}{i}", format::LAYER_PREFIX))?;
+                arr.expect_ndim(2, "[out_dim, in_dim]")?;
+                Ok(DenseLayer {
+                    out_dim: arr.shape[0],
+                    in_dim: arr.shape[1],
+                    weights_out_in: arr.to_f32()?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::new(tokenizer, vocab, idf, layers)
+    }
+
+    /// Serialises the model as a reference-compatible `.npz` (format v1).
+    pub fn to_bytes(&self, writer_version: &str) -> Result<Vec<u8>> {
+        let tokenizer = self.tokenizer.to_json().as_bytes();
+        let version = format::FORMAT_VERSION.to_le_bytes();
+        let ngrams = format::le_bytes(self.vocab.ngrams(), u32::to_le_bytes);
+        let (keys, values) = self.vocab.hash_map_arrays();
+        let keys = format::le_bytes(&keys, i64::to_le_bytes);
+        let values = format::le_bytes(&values, u32::to_le_bytes);
+        let idf = format::le_bytes(&self.idf, f32::to_le_bytes);
+        let layers = self.network.layers_out_in();
+        let n_layers = (layers.len() as i64).to_le_bytes();
+        let layer_bytes: Vec<Vec<u8>> = layers
+            .iter()
+            .map(|l| format::le_bytes(&l.weights_out_in, f32::to_le_bytes))
+            .collect();
+        let layer_names: Vec<String> = (0..layers.len())
+            .map(|i| format!("{}{i}", format::LAYER_PREFIX))
+            .collect();
+        let (v, n) = (self.vocab.len(), self.vocab.max_ngram_len());
+        let mut arrays = vec![
+            NpyOut { name: format::KEY_TOKENIZER, dtype: Dtype::U8, shape: vec![tokenizer.len()], data: tokenizer },
+            NpyOut { name: format::KEY_VERSION, dtype: Dtype::I64, shape: vec![], data: &version },
+            NpyOut { name: format::KEY_NGRAMS, dtype: Dtype::U32, shape: vec![v, n], data: &ngrams },
+            NpyOut { name: format::KEY_HASH_KEYS, dtype: Dtype::I64, shape: vec![v], data: &keys },
+            NpyOut { name: format::KEY_HASH_VALUES, dtype: Dtype::U32, shape: vec![v], data: &values },
+            NpyOut { name: format::KEY_IDF, dtype: Dtype::F32, shape: vec![v], data: &idf },
+            NpyOut { name: format::KEY_NUM_LAYERS, dtype: Dtype::I64, shape: vec![1], data: &n_layers },
+        ];
+        for ((layer, bytes), name) in layers.iter().zip(&layer_bytes).zip(&layer_names) {
+            arrays.push(NpyOut { name, dtype: Dtype::F32, shape: vec![layer.out_dim, layer.in_dim], data: bytes });
+        }
+        arrays.push(NpyOut {
+            name: format::KEY_WRITER,
+            dtype: Dtype::U8,
+            shape: vec![writer_version.len()],
+            data: writer_version.as_bytes(),
+        });
+        let mut out = Cursor::new(Vec::new());
+        format::write_npz(&mut out, &arrays)?;
+        Ok(out.into_inner())
+    }
+
+    /// Writes the model file atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path, writer_version: &str) -> Result<()> {
+        let bytes = self.to_bytes(writer_version)?;
+        let tmp = path.with_extension("npz.partial");
+        let io = |action, source| Error::Io { action, path: path.to_path_buf(), source };
+        std::fs::write(&tmp, bytes).map_err(|e| io("cannot write model file", e))?;
+        std::fs::rename(&tmp, path).map_err(|e| io("cannot move model file into place", e))
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn vocab(&self) -> &Vocabulary {
+        &self.vocab
+    }
+
+    pub fn idf(&self) -> &[f32] {
+        &self.idf
+    }
+
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// Output embedding dimension.
+    pub fn dim(&self) -> usize {
+        self.network.output_dim()
+    }
+
+    /// Token ids of every text, in parallel. Returns concatenated ids and offsets.
+    pub fn tokenize(&self, texts: &[&str], num_threads: Option<usize>) -> Result<(Vec<u32>, Vec<i64>)> {
+        let per_doc: Vec<Vec<u32>> = threads::pool(num_threads)?.install(|| {
+            texts
+                .par_iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let mut ids = Vec::new();
+                    self.tokenizer.encode_into(text, i, &mut ids)?;
+                    Ok(ids)
+                })
+                .collect::<Result<_>>()
+        })?;
+        let mut offsets = Vec::with_capacity(per_doc.len() + 1);
+        offsets.push(0i64);
+        let mut ids = Vec::with_capacity(per_doc.iter().map(Vec::len).sum());
+        for doc in per_doc {
+            ids.extend_from_slice(&doc);
+            offsets.push(ids.len() as i64);
+        }
+        Ok((ids, offsets))
+    }
+
+    /// Normalised TF-IDF rows of every text, in parallel.
+    pub fn tfidf(&self, texts: &[&str], num_threads: Option<usize>) -> Result<Csr> {
+        let rows: Vec<(Vec<u32>, Vec<f32>)> = threads::pool(num_threads)?.install(|| {
+            texts
+                .par_iter()
+                .enumerate()
+                .map_init(Scratch::default, |s, (i, text)| {
+                    self.features_of(i, text, s)?;
+                    Ok((s.indices.clone(), s.values.clone()))
+                })
+                .collect::<Result<_>>()
+        })?;
+        let mut csr = Csr { indptr: vec![0], ..Default::default() };
+        for (indices, values) in rows {
+            csr.indices.extend_from_slice(&indices);
+            csr.data.extend_from_slice(&values);
+            csr.indptr.push(csr.indices.len() as i64);
+        }
+        Ok(csr)
+    }
+
+    /// Tokenize → count n-grams → TF-IDF for one document, into `s.indices` / `s.values`.
+    fn features_of(&self, index: usize, text: &str, s: &mut Scratch) -> Result<()> {
+        s.tokens.clear();
+        self.tokenizer.encode_into(text, index, &mut s.tokens)?;
+        self.features_of_tokens(s);
+        Ok(())
+    }
+
+    fn features_of_tokens(&self, s: &mut Scratch) {
+        s.features.clear();
+        self.vocab.count_features(&s.tokens, &mut s.count, &mut s.features);
+        s.indices.clear();
+        s.indices.extend(s.features.iter().map(|&(idx, _)| idx));
+        s.values.clear();
+        s.values.resize(s.features.len(), 0.0);
+        apply_idf(&s.features, &self.idf, &mut s.values);
+    }
+
+    /// Embeds `texts` into `out` (`[texts.len(), dim]` row-major), in parallel.
+    pub fn embed_into(&self, texts: &[&str], out: &mut [f32], num_threads: Option<usize>) -> Result<()> {
+        let dim = self.dim();
+        if out.len() != texts.len() * dim {
+            return Err(Error::InvalidArgument(format!(
+                "output buffer holds {} floats, expected {} texts x {dim}",
+                out.len(),
+                texts.len()
+            )));
+        }
+        threads::pool(num_threads)?.install(|| {
+            out.par_chunks_mut(CHUNK_DOCS * dim)
+                .zip(texts.par_chunks(CHUNK_DOCS))
+                .enumerate()
+                .try_for_each_init(Scratch::default, |s, (chunk, (out_chunk, docs))| {
+                    self.embed_chunk(chunk * CHUNK_DOCS, docs, out_chunk, s)
+                })
+        })
+    }
+
+    fn embed_chunk(&self, first_index: usize, docs: &[&str], out: &mut [f32], s: &mut Scratch) -> Result<()> {
+        let d0 = self.network.layer_dims()[1];
+        let n = docs.len();
+        let scratch_len = n * self.network.max_hidden_dim();
+        s.hidden.resize(scratch_len, 0.0);
+        s.dense.resize(scratch_len, 0.0);
+        for (i, text) in docs.iter().enumerate() {
+            self.features_of(first_index + i, text, s)?;
+            self.network
+                .first_layer(&s.indices, &s.values, &mut s.hidden[i * d0..(i + 1) * d0]);
+        }
+        self.network.forward_dense(n, &mut s.hidden, &mut s.dense, out);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ngrams::PAD_TOKEN;
+    use crate::tokenize::tests::tiny_bert_json;
+
+    /// Vocabulary over the tiny tokenizer: [hello], [world], [hello world], [!].
+    fn tiny_model() -> Model {
+        let p = PAD_TOKEN;
+        let vocab = Vocabulary::from_ngrams(vec![1, p, 2, p, 1, 2, 5, p], 2).unwrap();
+        let tokenizer = TextTokenizer::from_json(&tiny_bert_json(false)).unwrap();
+        let layers = vec![
+            DenseLayer { out_dim: 2, in_dim: 4, weights_out_in: vec![1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0] },
+            DenseLayer { out_dim: 2, in_dim: 2, weights_out_in: vec![1.0, 0.0, 0.0, 1.0] },
+        ];
+        Model::new(tokenizer, vocab, vec![1.0, 1.0, 2.0, 1.0], layers).unwrap()
+    }
+
+    #[test]
+    fn embeds_by_hand() {
+        let m = tiny_model();
+        let mut out = vec![0.0; 6];
+        m.embed_into(&["hello world", "", "!"], &mut out, Some(1)).unwrap();
+        // "hello world": features hello(1), world(1), hello-world(2) -> norm sqrt(6);
+        // layer 0: unit 0 <- hello + hello-world = 3/sqrt6, unit 1 <- world = 1/sqrt6;
+        // normalise -> (3, 1)/sqrt10; identity layer -> same.
+        let s = 10f32.sqrt();
+        assert!((out[0] - 3.0 / s).abs() < 1e-6 && (out[1] - 1.0 / s).abs() < 1e-6);
+        assert_eq!(&out[2..4], &[0.0, 0.0]);
+        assert_eq!(&out[4..6], &[0.0, 1.0]);
+    }
+
+    #[test]
+    fn bytes_round_trip_is_identical() {
+        let m = tiny_model();
+        let bytes = m.to_bytes("test").unwrap();
+        let m2 = Model::from_bytes(&bytes).unwrap();
+        assert_eq!(m2.to_bytes("test").unwrap(), bytes);
+        let texts: Vec<&str> = vec!["hello world !", "world hello"];
+        let (mut a, mut b) = (vec![0.0; 4], vec![0.0; 4]);
+        m.embed_into(&texts, &mut a, Some(1)).unwrap();
+        m2.embed_into(&texts, &mut b, Some(2)).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn tfidf_csr_by_hand() {
+        let m = tiny_model();
+        let csr = m.tfidf(&["world hello world", "nothing"], Some(2)).unwrap();
+        assert_eq!(csr.indptr, vec![0, 3, 3]);
+        // world x2, hello x1, "hello world" x1 (idf 2); weights (2, 1, 2) / 3
+        assert_eq!(csr.indices, vec![1, 0, 2]);
+        let want = [2.0 / 3.0, 1.0 / 3.0, 2.0 / 3.0];
+        assert!(csr.data.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{:?}", csr.data);
+    }
+
+    #[test]
+    fn truncated_file_is_an_error() {
+        let bytes = tiny_model().to_bytes("test").unwrap();
+        for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
+            assert!(Model::from_bytes(&bytes[..cut]).is_err());
+        }
+    }
+}

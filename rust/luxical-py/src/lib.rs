@@ -1,0 +1,17 @@
+//! `luxical._luxical`: the native module. Glue only: convert arguments, release the GIL
+//! around the core call, convert results and errors.
+
+mod errors;
+mod model;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _luxical(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("FORMAT_VERSION", luxical_core::format::FORMAT_VERSION)?;
+    m.add_class::<model::Model>()?;
+    m.add_function(wrap_pyfunction!(model::resolve_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(model::hash_ngram, m)?)?;
+    Ok(())
+}
