@@ -64,6 +64,50 @@ class Embedder:
         """Loads a model from the bytes of a model file (see :meth:`to_bytes`)."""
         return cls(_NativeModel.from_bytes(bytes(data)))
 
+    @classmethod
+    def from_arrays(
+        cls,
+        *,
+        tokenizer_json: str,
+        ngrams: np.ndarray,
+        idf: np.ndarray,
+        layers: list[np.ndarray],
+    ) -> Embedder:
+        """Builds a model from its arrays (how training exports a model).
+
+        Args:
+            tokenizer_json: Text of a Hugging Face ``tokenizer.json`` (truncation and
+                padding are switched off).
+            ngrams: Recognized n-grams, integer ``(vocab_size, max_ngram_len)``, each row
+                the token ids of one n-gram right-padded with ``2**32 - 1``. Row i is
+                feature i.
+            idf: IDF weight per n-gram, ``(vocab_size,)``.
+            layers: Network weights, each ``(out_dim, in_dim)``; the first takes
+                ``vocab_size`` inputs and each next one takes the previous output.
+
+        Raises:
+            luxical.errors.ModelFormatError: the arrays are inconsistent.
+        """
+        ngrams = np.asarray(ngrams)
+        if ngrams.ndim != 2:
+            raise ValueError(f"ngrams must be 2-dimensional, got shape {ngrams.shape}")
+        if ngrams.size and (ngrams.min() < 0 or ngrams.max() > np.iinfo(np.uint32).max):
+            raise ValueError("ngrams must hold token ids in the uint32 range")
+        native_layers = []
+        for i, w in enumerate(layers):
+            w = np.asarray(w, dtype=np.float32)
+            if w.ndim != 2:
+                raise ValueError(f"layers[{i}] must be 2-dimensional (out, in), got shape {w.shape}")
+            native_layers.append((w.shape[0], w.shape[1], np.ascontiguousarray(w).ravel()))
+        native = _NativeModel.from_parts(
+            tokenizer_json,
+            np.ascontiguousarray(ngrams, dtype=np.uint32).ravel(),
+            ngrams.shape[1],
+            np.ascontiguousarray(idf, dtype=np.float32),
+            native_layers,
+        )
+        return cls(native)
+
     def to_bytes(self) -> bytes:
         """The model file's bytes (reference-compatible ``.npz``)."""
         return self._native.to_bytes(_WRITER)

@@ -6,10 +6,11 @@ pub mod format;
 pub mod mlp;
 pub mod model;
 pub mod ngrams;
+pub mod summary;
 pub mod tfidf;
 pub mod threads;
 pub mod tokenize;
 pub mod vocab;
 
 pub use error::{Error, Result};
-pub use model::{Csr, Model};
+pub use model::{Csr, Featurizer, Model};

@@ -18,12 +18,19 @@ use crate::vocab::{CountScratch, Vocabulary};
 /// efficient GEMMs, small enough to balance two threads on small inputs.
 const CHUNK_DOCS: usize = 64;
 
-/// A loaded Luxical model.
+/// Text → TF-IDF features: tokenizer + n-gram vocabulary + idf. Used by `Model`, and
+/// alone by training (so training and serving compute features with the same code).
 #[derive(Debug, Clone)]
-pub struct Model {
+pub struct Featurizer {
     tokenizer: TextTokenizer,
     vocab: Vocabulary,
     idf: Vec<f32>,
+}
+
+/// A loaded Luxical model.
+#[derive(Debug, Clone)]
+pub struct Model {
+    featurizer: Featurizer,
     network: Network,
 }
 
@@ -47,14 +54,9 @@ struct Scratch {
     dense: Vec<f32>,
 }
 
-impl Model {
-    /// Assembles a model from its parts, checking that they agree.
-    pub fn new(
-        tokenizer: TextTokenizer,
-        vocab: Vocabulary,
-        idf: Vec<f32>,
-        layers: Vec<DenseLayer>,
-    ) -> Result<Self> {
+impl Featurizer {
+    /// Assembles a featurizer, checking that idf matches the vocabulary.
+    pub fn new(tokenizer: TextTokenizer, vocab: Vocabulary, idf: Vec<f32>) -> Result<Self> {
         if idf.len() != vocab.len() {
             return Err(Error::InconsistentModel(format!(
                 "idf_values has {} entries but the vocabulary has {} n-grams",
@@ -68,6 +70,120 @@ impl Model {
                 idf[i]
             )));
         }
+        Ok(Self { tokenizer, vocab, idf })
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn vocab(&self) -> &Vocabulary {
+        &self.vocab
+    }
+
+    pub fn idf(&self) -> &[f32] {
+        &self.idf
+    }
+
+    /// Token ids of every text, in parallel. Returns concatenated ids and offsets.
+    pub fn tokenize(&self, texts: &[&str], num_threads: Option<usize>) -> Result<(Vec<u32>, Vec<i64>)> {
+        let per_doc = self.tokenize_each(texts, num_threads)?;
+        let mut offsets = Vec::with_capacity(per_doc.len() + 1);
+        offsets.push(0i64);
+        let mut ids = Vec::with_capacity(per_doc.iter().map(Vec::len).sum());
+        for doc in per_doc {
+            ids.extend_from_slice(&doc);
+            offsets.push(ids.len() as i64);
+        }
+        Ok((ids, offsets))
+    }
+
+    /// Token ids of every text, one vector per text, in parallel.
+    pub fn tokenize_each(&self, texts: &[&str], num_threads: Option<usize>) -> Result<Vec<Vec<u32>>> {
+        threads::pool(num_threads)?.install(|| {
+            texts
+                .par_iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let mut ids = Vec::new();
+                    self.tokenizer.encode_into(text, i, &mut ids)?;
+                    Ok(ids)
+                })
+                .collect()
+        })
+    }
+
+    /// Normalised TF-IDF rows of every text, in parallel.
+    pub fn tfidf(&self, texts: &[&str], num_threads: Option<usize>) -> Result<Csr> {
+        let rows: Vec<(Vec<u32>, Vec<f32>)> = threads::pool(num_threads)?.install(|| {
+            texts
+                .par_iter()
+                .enumerate()
+                .map_init(Scratch::default, |s, (i, text)| {
+                    self.features_of(i, text, s)?;
+                    Ok((s.indices.clone(), s.values.clone()))
+                })
+                .collect::<Result<_>>()
+        })?;
+        let mut csr = Csr { indptr: vec![0], ..Default::default() };
+        for (indices, values) in rows {
+            csr.indices.extend_from_slice(&indices);
+            csr.data.extend_from_slice(&values);
+            csr.indptr.push(csr.indices.len() as i64);
+        }
+        Ok(csr)
+    }
+
+    /// Number of texts each n-gram of the vocabulary occurs in.
+    pub fn document_frequencies(&self, texts: &[&str], num_threads: Option<usize>) -> Result<Vec<u64>> {
+        let v = self.vocab.len();
+        threads::pool(num_threads)?.install(|| {
+            texts
+                .par_iter()
+                .enumerate()
+                .try_fold(
+                    || (Scratch::default(), vec![0u64; v]),
+                    |(mut s, mut df), (i, text)| {
+                        self.features_of(i, text, &mut s)?;
+                        s.indices.iter().for_each(|&j| df[j as usize] += 1);
+                        Ok((s, df))
+                    },
+                )
+                .map(|r| r.map(|(_, df)| df))
+                .try_reduce(
+                    || vec![0u64; v],
+                    |mut a, b| {
+                        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                        Ok(a)
+                    },
+                )
+        })
+    }
+
+    /// Tokenize → count n-grams → TF-IDF for one document, into `s.indices` / `s.values`.
+    fn features_of(&self, index: usize, text: &str, s: &mut Scratch) -> Result<()> {
+        s.tokens.clear();
+        self.tokenizer.encode_into(text, index, &mut s.tokens)?;
+        s.features.clear();
+        self.vocab.count_features(&s.tokens, &mut s.count, &mut s.features);
+        s.indices.clear();
+        s.indices.extend(s.features.iter().map(|&(idx, _)| idx));
+        s.values.clear();
+        s.values.resize(s.features.len(), 0.0);
+        apply_idf(&s.features, &self.idf, &mut s.values);
+        Ok(())
+    }
+}
+
+impl Model {
+    /// Assembles a model from its parts, checking that they agree.
+    pub fn new(
+        tokenizer: TextTokenizer,
+        vocab: Vocabulary,
+        idf: Vec<f32>,
+        layers: Vec<DenseLayer>,
+    ) -> Result<Self> {
+        let featurizer = Featurizer::new(tokenizer, vocab, idf)?;
         for (i, layer) in layers.iter().enumerate() {
             if layer.weights_out_in.len() != layer.out_dim * layer.in_dim {
                 return Err(Error::InconsistentModel(format!(
@@ -84,19 +200,14 @@ impl Model {
             }
         }
         let network = Network::from_layers(layers)?;
-        if network.vocab_size() != vocab.len() {
+        if network.vocab_size() != featurizer.vocab.len() {
             return Err(Error::InconsistentModel(format!(
                 "nn_layer_0 takes {} inputs but the vocabulary has {} n-grams",
                 network.vocab_size(),
-                vocab.len()
+                featurizer.vocab.len()
             )));
         }
-        Ok(Self {
-            tokenizer,
-            vocab,
-            idf,
-            network,
-        })
+        Ok(Self { featurizer, network })
     }
 
     /// Loads a model file (reference `.npz`, format v1).
@@ -157,13 +268,14 @@ impl Model {
 
     /// Serialises the model as a reference-compatible `.npz` (format v1).
     pub fn to_bytes(&self, writer_version: &str) -> Result<Vec<u8>> {
-        let tokenizer = self.tokenizer.to_json().as_bytes();
+        let Featurizer { tokenizer, vocab, idf } = &self.featurizer;
+        let tokenizer = tokenizer.to_json().as_bytes();
         let version = format::FORMAT_VERSION.to_le_bytes();
-        let ngrams = format::le_bytes(self.vocab.ngrams(), u32::to_le_bytes);
-        let (keys, values) = self.vocab.hash_map_arrays();
+        let ngrams = format::le_bytes(vocab.ngrams(), u32::to_le_bytes);
+        let (keys, values) = vocab.hash_map_arrays();
         let keys = format::le_bytes(&keys, i64::to_le_bytes);
         let values = format::le_bytes(&values, u32::to_le_bytes);
-        let idf = format::le_bytes(&self.idf, f32::to_le_bytes);
+        let idf = format::le_bytes(idf, f32::to_le_bytes);
         let layers = self.network.layers_out_in();
         let n_layers = (layers.len() as i64).to_le_bytes();
         let layer_bytes: Vec<Vec<u8>> = layers
@@ -173,7 +285,7 @@ impl Model {
         let layer_names: Vec<String> = (0..layers.len())
             .map(|i| format!("{}{i}", format::LAYER_PREFIX))
             .collect();
-        let (v, n) = (self.vocab.len(), self.vocab.max_ngram_len());
+        let (v, n) = (vocab.len(), vocab.max_ngram_len());
         let mut arrays = vec![
             NpyOut { name: format::KEY_TOKENIZER, dtype: Dtype::U8, shape: vec![tokenizer.len()], data: tokenizer },
             NpyOut { name: format::KEY_VERSION, dtype: Dtype::I64, shape: vec![], data: &version },
@@ -206,16 +318,20 @@ impl Model {
         std::fs::rename(&tmp, path).map_err(|e| io("cannot move model file into place", e))
     }
 
+    pub fn featurizer(&self) -> &Featurizer {
+        &self.featurizer
+    }
+
     pub fn tokenizer(&self) -> &TextTokenizer {
-        &self.tokenizer
+        &self.featurizer.tokenizer
     }
 
     pub fn vocab(&self) -> &Vocabulary {
-        &self.vocab
+        &self.featurizer.vocab
     }
 
     pub fn idf(&self) -> &[f32] {
-        &self.idf
+        &self.featurizer.idf
     }
 
     pub fn network(&self) -> &Network {
@@ -227,66 +343,14 @@ impl Model {
         self.network.output_dim()
     }
 
-    /// Token ids of every text, in parallel. Returns concatenated ids and offsets.
+    /// Token ids of every text (see `Featurizer::tokenize`).
     pub fn tokenize(&self, texts: &[&str], num_threads: Option<usize>) -> Result<(Vec<u32>, Vec<i64>)> {
-        let per_doc: Vec<Vec<u32>> = threads::pool(num_threads)?.install(|| {
-            texts
-                .par_iter()
-                .enumerate()
-                .map(|(i, text)| {
-                    let mut ids = Vec::new();
-                    self.tokenizer.encode_into(text, i, &mut ids)?;
-                    Ok(ids)
-                })
-                .collect::<Result<_>>()
-        })?;
-        let mut offsets = Vec::with_capacity(per_doc.len() + 1);
-        offsets.push(0i64);
-        let mut ids = Vec::with_capacity(per_doc.iter().map(Vec::len).sum());
-        for doc in per_doc {
-            ids.extend_from_slice(&doc);
-            offsets.push(ids.len() as i64);
-        }
-        Ok((ids, offsets))
+        self.featurizer.tokenize(texts, num_threads)
     }
 
-    /// Normalised TF-IDF rows of every text, in parallel.
+    /// Normalised TF-IDF rows of every text (see `Featurizer::tfidf`).
     pub fn tfidf(&self, texts: &[&str], num_threads: Option<usize>) -> Result<Csr> {
-        let rows: Vec<(Vec<u32>, Vec<f32>)> = threads::pool(num_threads)?.install(|| {
-            texts
-                .par_iter()
-                .enumerate()
-                .map_init(Scratch::default, |s, (i, text)| {
-                    self.features_of(i, text, s)?;
-                    Ok((s.indices.clone(), s.values.clone()))
-                })
-                .collect::<Result<_>>()
-        })?;
-        let mut csr = Csr { indptr: vec![0], ..Default::default() };
-        for (indices, values) in rows {
-            csr.indices.extend_from_slice(&indices);
-            csr.data.extend_from_slice(&values);
-            csr.indptr.push(csr.indices.len() as i64);
-        }
-        Ok(csr)
-    }
-
-    /// Tokenize → count n-grams → TF-IDF for one document, into `s.indices` / `s.values`.
-    fn features_of(&self, index: usize, text: &str, s: &mut Scratch) -> Result<()> {
-        s.tokens.clear();
-        self.tokenizer.encode_into(text, index, &mut s.tokens)?;
-        self.features_of_tokens(s);
-        Ok(())
-    }
-
-    fn features_of_tokens(&self, s: &mut Scratch) {
-        s.features.clear();
-        self.vocab.count_features(&s.tokens, &mut s.count, &mut s.features);
-        s.indices.clear();
-        s.indices.extend(s.features.iter().map(|&(idx, _)| idx));
-        s.values.clear();
-        s.values.resize(s.features.len(), 0.0);
-        apply_idf(&s.features, &self.idf, &mut s.values);
+        self.featurizer.tfidf(texts, num_threads)
     }
 
     /// Embeds `texts` into `out` (`[texts.len(), dim]` row-major), in parallel.
@@ -316,7 +380,7 @@ impl Model {
         s.hidden.resize(scratch_len, 0.0);
         s.dense.resize(scratch_len, 0.0);
         for (i, text) in docs.iter().enumerate() {
-            self.features_of(first_index + i, text, s)?;
+            self.featurizer.features_of(first_index + i, text, s)?;
             self.network
                 .first_layer(&s.indices, &s.values, &mut s.hidden[i * d0..(i + 1) * d0]);
         }

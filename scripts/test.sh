@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: builds the release wheel, installs it with
+# the test dependencies and the reference luxical 1.1.2 (in .reference/, for the parity
+# tests), then runs the Rust unit tests and pytest against the installed wheel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh \
+    pytest pytest-benchmark hypothesis scipy pyarrow pandas tqdm \
+    torch numba tokenizers
+
+# The reference shares our import name: install it into its own folder, driven by
+# subprocesses in tests/test_reference_compat.py. Its heavy deps (torch, numba,
+# tokenizers, pyarrow, scipy) come from the venv above.
+if [ ! -f .reference/luxical/embedder.py ]; then
+    .venv/bin/python -m pip install -q --no-deps --target .reference \
+        luxical==1.1.2 arrow-tokenize==1.0.2 uniplot==0.23.2
+fi
+
+cargo test --quiet -p luxical-core
+# From the repo root, `python/` is not on sys.path: tests import the installed wheel.
+.venv/bin/python -m pytest tests -q "$@"
