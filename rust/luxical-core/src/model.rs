@@ -87,30 +87,7 @@ impl Featurizer {
 
     /// Token ids of every text, in parallel. Returns concatenated ids and offsets.
     pub fn tokenize(&self, texts: &[&str], num_threads: Option<usize>) -> Result<(Vec<u32>, Vec<i64>)> {
-        let per_doc = self.tokenize_each(texts, num_threads)?;
-        let mut offsets = Vec::with_capacity(per_doc.len() + 1);
-        offsets.push(0i64);
-        let mut ids = Vec::with_capacity(per_doc.iter().map(Vec::len).sum());
-        for doc in per_doc {
-            ids.extend_from_slice(&doc);
-            offsets.push(ids.len() as i64);
-        }
-        Ok((ids, offsets))
-    }
-
-    /// Token ids of every text, one vector per text, in parallel.
-    pub fn tokenize_each(&self, texts: &[&str], num_threads: Option<usize>) -> Result<Vec<Vec<u32>>> {
-        threads::pool(num_threads)?.install(|| {
-            texts
-                .par_iter()
-                .enumerate()
-                .map(|(i, text)| {
-                    let mut ids = Vec::new();
-                    self.tokenizer.encode_into(text, i, &mut ids)?;
-                    Ok(ids)
-                })
-                .collect()
-        })
+        Ok(crate::tokenize::concat_ids(self.tokenizer.encode_batch(texts, num_threads)?))
     }
 
     /// Normalised TF-IDF rows of every text, in parallel.

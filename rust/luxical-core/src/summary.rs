@@ -226,6 +226,55 @@ impl SpaceSaving {
     }
 }
 
+impl SpaceSaving {
+    /// Compact little-endian serialisation: capacity, max_ngram_len, total, len (u64
+    /// each), then per item: n tokens (u8), tokens (u32 each), count, error (u64).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + self.len() * 40);
+        for v in [self.capacity as u64, self.max_ngram_len as u64, self.total, self.len() as u64] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for (tokens, count, error) in self.items() {
+            out.push(tokens.len() as u8);
+            tokens.iter().for_each(|t| out.extend_from_slice(&t.to_le_bytes()));
+            out.extend_from_slice(&count.to_le_bytes());
+            out.extend_from_slice(&error.to_le_bytes());
+        }
+        out
+    }
+
+    /// Inverse of `to_bytes`; refuses truncated or inconsistent input.
+    pub fn from_bytes(data: &[u8]) -> Result<Self> {
+        let bad = || Error::InvalidArgument("not a serialised SpaceSaving summary (truncated or corrupted)".into());
+        let mut pos = 0usize;
+        let mut take = |n: usize| -> Result<&[u8]> {
+            let s = data.get(pos..pos + n).ok_or_else(bad)?;
+            pos += n;
+            Ok(s)
+        };
+        let mut header = [0u64; 4];
+        for h in header.iter_mut() {
+            *h = u64::from_le_bytes(take(8)?.try_into().map_err(|_| bad())?);
+        }
+        let [capacity, max_len, total, len] = header;
+        if len > capacity || max_len as usize > MAX_NGRAM_LEN {
+            return Err(bad());
+        }
+        let mut items = Vec::with_capacity((len as usize).min(data.len() / 17));
+        for _ in 0..len {
+            let k = take(1)?[0] as usize;
+            let mut tokens = Vec::with_capacity(k);
+            for _ in 0..k {
+                tokens.push(u32::from_le_bytes(take(4)?.try_into().map_err(|_| bad())?));
+            }
+            let count = u64::from_le_bytes(take(8)?.try_into().map_err(|_| bad())?);
+            let error = u64::from_le_bytes(take(8)?.try_into().map_err(|_| bad())?);
+            items.push((tokens, count, error));
+        }
+        Self::from_items(capacity as usize, max_len as usize, total, items)
+    }
+}
+
 fn unpad(key: &NgramKey, max_len: usize) -> Vec<u32> {
     key[..max_len].iter().copied().take_while(|&t| t != PAD_TOKEN).collect()
 }
@@ -320,5 +369,11 @@ mod tests {
         let again = SpaceSaving::from_items(50, 2, s.total(), s.items()).unwrap();
         assert_eq!(again.items(), s.items());
         assert_eq!(again.total(), s.total());
+        let bytes = s.to_bytes();
+        let again = SpaceSaving::from_bytes(&bytes).unwrap();
+        assert_eq!(again.items(), s.items());
+        for cut in [0, 10, bytes.len() - 1] {
+            assert!(SpaceSaving::from_bytes(&bytes[..cut]).is_err());
+        }
     }
 }

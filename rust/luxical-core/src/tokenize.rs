@@ -63,6 +63,34 @@ impl TextTokenizer {
         ids.extend_from_slice(encoding.get_ids());
         Ok(())
     }
+
+    /// Token ids of every text, one vector per text, in parallel on the luxical pool.
+    pub fn encode_batch(&self, texts: &[&str], num_threads: Option<usize>) -> Result<Vec<Vec<u32>>> {
+        use rayon::prelude::*;
+        crate::threads::pool(num_threads)?.install(|| {
+            texts
+                .par_iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let mut ids = Vec::new();
+                    self.encode_into(text, i, &mut ids)?;
+                    Ok(ids)
+                })
+                .collect()
+        })
+    }
+}
+
+/// Concatenates per-document token ids into (ids, offsets of n+1 entries).
+pub fn concat_ids(docs: Vec<Vec<u32>>) -> (Vec<u32>, Vec<i64>) {
+    let mut offsets = Vec::with_capacity(docs.len() + 1);
+    offsets.push(0i64);
+    let mut ids = Vec::with_capacity(docs.iter().map(Vec::len).sum());
+    for d in docs {
+        ids.extend_from_slice(&d);
+        offsets.push(ids.len() as i64);
+    }
+    (ids, offsets)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod errors;
 mod model;
+mod training;
 
 use pyo3::prelude::*;
 
@@ -13,5 +14,9 @@ fn _luxical(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::Model>()?;
     m.add_function(wrap_pyfunction!(model::resolve_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(model::hash_ngram, m)?)?;
+    m.add_class::<training::Tokenizer>()?;
+    m.add_class::<training::Featurizer>()?;
+    m.add_class::<training::SpaceSaving>()?;
+    m.add_function(wrap_pyfunction!(training::exact_ngram_counts, m)?)?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use pyo3::types::{PyBytes, PyList, PyString};
 use crate::errors::{panic_to_pyerr, to_pyerr};
 
 /// Runs `f` without the GIL; a core error or a panic becomes a Python exception.
-fn detached<T: Send>(
+pub(crate) fn detached<T: Send>(
     py: Python<'_>,
     what: &str,
     f: impl FnOnce() -> Result<T, Error> + Send,
@@ -26,7 +26,7 @@ fn detached<T: Send>(
 
 /// Strong references to the texts of a list, so their UTF-8 buffers outlive the GIL
 /// release even if another thread mutates the list meanwhile.
-fn collect_strings<'py>(texts: &Bound<'py, PyList>) -> PyResult<Vec<Bound<'py, PyString>>> {
+pub(crate) fn collect_strings<'py>(texts: &Bound<'py, PyList>) -> PyResult<Vec<Bound<'py, PyString>>> {
     texts
         .iter()
         .enumerate()
@@ -47,7 +47,7 @@ fn collect_strings<'py>(texts: &Bound<'py, PyList>) -> PyResult<Vec<Bound<'py, P
         .collect()
 }
 
-fn utf8_views<'a>(strings: &'a [Bound<'_, PyString>]) -> PyResult<Vec<&'a str>> {
+pub(crate) fn utf8_views<'a>(strings: &'a [Bound<'_, PyString>]) -> PyResult<Vec<&'a str>> {
     strings
         .iter()
         .enumerate()

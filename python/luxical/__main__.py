@@ -1,0 +1,1 @@
+from luxical.cli import main; raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Reading training corpora: Parquet (a text column), JSONL (a text field) or plain text
+(one document per line)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+
+def iter_texts(paths: Iterable[str | os.PathLike[str]], *, text_column: str = "text") -> Iterator[str]:
+    """Yields the documents of each file in order. Null/empty documents are skipped (a
+    document without text teaches nothing); a missing column or field raises ValueError."""
+    for p in paths:
+        path = Path(p)
+        suffix = path.suffix.lower()
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(path)
+            if text_column not in pf.schema_arrow.names:
+                raise ValueError(f"{path}: no column {text_column!r} (columns: {pf.schema_arrow.names})")
+            for batch in pf.iter_batches(columns=[text_column], batch_size=8192):
+                for t in batch.column(0).to_pylist():
+                    if t:
+                        yield t
+        elif suffix in (".jsonl", ".json", ".ndjson"):
+            with open(path, encoding="utf-8") as f:
+                for lineno, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    row = json.loads(line)
+                    if text_column not in row:
+                        raise ValueError(f"{path}:{lineno}: no field {text_column!r}")
+                    if row[text_column]:
+                        yield row[text_column]
+        else:
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    line = line.rstrip("\n")
+                    if line.strip():
+                        yield line
+
+
+def read_texts(paths: Iterable[str | os.PathLike[str]], *, text_column: str = "text", limit: int | None = None) -> list[str]:
+    out: list[str] = []
+    for t in iter_texts(paths, text_column=text_column):
+        if limit is not None and len(out) >= limit:
+            break
+        out.append(t)
+    return out
+
+
+def load_corpus(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    text_column: str = "text",
+    limit: int | None = None,
+    seed: int = 0,
+) -> list[str]:
+    """All documents of `paths`, exact duplicates dropped, in a seeded random order, the
+    first `limit` of them. Any prefix is a uniform sample, and a smaller `limit` gives a
+    prefix of a larger one (so teacher caches of a small run are reused by a larger one)."""
+    import numpy as np
+
+    seen: set[str] = set()
+    texts: list[str] = []
+    for t in iter_texts(paths, text_column=text_column):
+        if t not in seen:
+            seen.add(t)
+            texts.append(t)
+    order = np.random.default_rng(seed).permutation(len(texts))
+    if limit is not None:
+        order = order[:limit]
+    return [texts[i] for i in order]
