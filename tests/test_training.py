@@ -192,10 +192,7 @@ def test_exported_model_matches_torch_forward(trained, docs):
     loaded = Embedder.load(out)
     layers = loaded.layers
     student = Student(loaded.vocab_size, [w.shape[0] for w in layers])
-    with torch.no_grad():
-        student.first.copy_(torch.from_numpy(layers[0].T.copy()))
-        for p, w in zip(student.dense, layers[1:]):
-            p.copy_(torch.from_numpy(w))
+    student.load_layers(layers)
     csr = loaded.tfidf(held)
     offsets = torch.from_numpy(csr.indptr[:-1].astype(np.int64))
     with torch.no_grad():
@@ -260,3 +257,42 @@ def test_cli_info_and_train(docs, static_teacher, tmp_path, fixture_model_path):
     assert Embedder.load(out).layer_dims[1:] == [16, 8]
     bad = subprocess.run(env_cmd + ["info", str(tmp_path / "missing.npz")], capture_output=True, text=True)
     assert bad.returncode == 2 and "missing.npz" in bad.stderr
+
+
+def test_teacher_vector_init_embeds_weighted_sum_of_ngram_vectors(docs, bert_tokenizer_json):
+    """The init's offset + centring layers reproduce the TF-IDF-weighted sum of the n-gram
+    vectors' principal coordinates exactly (compared through Gram matrices, which do not
+    depend on the basis)."""
+    from luxical.training.init import init_from_vectors
+
+    rng = np.random.default_rng(1)
+    ids, offsets = _tokens(bert_tokenizer_json, docs[:200])
+    uniq = np.unique(ids)
+    ngrams = np.full((len(uniq), 2), PAD, dtype=np.uint32)
+    ngrams[:, 0] = uniq
+    vectors = rng.normal(size=(len(uniq), 24)).astype(np.float32)
+    idf = rng.uniform(0.5, 3.0, size=len(uniq)).astype(np.float32)
+    dim = 9
+    model = init_from_vectors(bert_tokenizer_json, ngrams, idf, vectors, dim=dim)
+    assert model.layer_dims == [len(uniq), dim, dim]
+    x = vectors.astype(np.float64) - vectors.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    coords = x @ vt[: dim - 1].T
+    want = model.tfidf(docs[:200]).astype(np.float64) @ coords
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    got = model(docs[:200]).astype(np.float64)
+    np.testing.assert_allclose(got @ got.T, want @ want.T, atol=1e-4)
+
+
+def test_float16_first_layer_halves_the_file(fixture_embedder, real_texts, tmp_path):
+    full, half = tmp_path / "f32.npz", tmp_path / "f16.npz"
+    fixture_embedder.save(full)
+    fixture_embedder.save(half, first_layer_dtype="float16")
+    with np.load(half) as z:
+        assert z["nn_layer_0"].dtype == np.float16 and z["nn_layer_1"].dtype == np.float32
+    assert half.stat().st_size < 0.75 * full.stat().st_size
+    a, b = fixture_embedder(real_texts), Embedder.load(half)(real_texts)
+    cos = np.sum(a * b, axis=1)
+    assert cos.min() >= 0.999
+    with pytest.raises(ValueError, match="first_layer_dtype"):
+        fixture_embedder.save(tmp_path / "x.npz", first_layer_dtype="int4")

@@ -112,12 +112,19 @@ class Embedder:
         """The model file's bytes (reference-compatible ``.npz``)."""
         return self._native.to_bytes(_WRITER)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Writes the model to `path` as a reference-compatible ``.npz`` (atomically).
+    def save(self, path: str | os.PathLike[str], *, first_layer_dtype: str = "float32") -> None:
+        """Writes the model to `path` as a ``.npz`` (atomically).
 
-        The file loads in the reference ``luxical`` package as well as in this one.
+        Args:
+            path: Destination file.
+            first_layer_dtype: ``"float32"`` (default): the file loads in the reference
+                ``luxical`` package as well as in this one. ``"float16"``: the first
+                (vocabulary-sized) layer is stored in half precision, halving the file;
+                luxical loads it as float32, the reference cannot read it.
         """
-        self._native.save(Path(path), _WRITER)
+        if first_layer_dtype not in ("float32", "float16"):
+            raise ValueError(f'first_layer_dtype must be "float32" or "float16", got {first_layer_dtype!r}')
+        self._native.save(Path(path), _WRITER, first_layer_dtype == "float16")
 
     def __getstate__(self) -> dict[str, Any]:
         # Small pickles: by path when loaded from a file, else by bytes.

@@ -85,6 +85,15 @@ class Student(torch.nn.Module):
             h = F.normalize(torch.relu(h @ w.T), dim=1)
         return F.normalize(h @ self.dense[-1].T, dim=1)
 
+    def load_layers(self, layers: Sequence[np.ndarray]) -> None:
+        """Sets the weights from layers in the file's orientation, each (out, in)."""
+        if [tuple(w.shape) for w in layers] != [tuple(self.first.shape[::-1])] + [tuple(p.shape) for p in self.dense]:
+            raise ValueError("layer shapes do not match the student")
+        with torch.no_grad():
+            self.first.copy_(torch.from_numpy(np.ascontiguousarray(layers[0].T)))
+            for p, w in zip(self.dense, layers[1:]):
+                p.copy_(torch.from_numpy(np.asarray(w, dtype=np.float32)))
+
     def export_layers(self) -> list[np.ndarray]:
         """Weights in the file's orientation, each float32 (out, in)."""
         first = self.first.detach().float().cpu().numpy().T
@@ -169,6 +178,7 @@ def distill(
     work_dir: str | os.PathLike[str] | None = None,
     tokenizer_json: str | None = None,
     teacher_max_seq_length: int | None = 256,
+    init: Embedder | None = None,
     progress: bool = True,
     **overrides: Any,
 ) -> tuple[Embedder, dict[str, Any]]:
@@ -202,6 +212,11 @@ def distill(
         work_dir: Teacher-embedding cache and checkpoints (default: beside `out`).
         tokenizer_json: Student tokenizer (default: the teacher's, truncation/padding off).
         teacher_max_seq_length: Teacher truncation in tokens.
+        init: Start from this model instead of counting a vocabulary and initialising
+            at random: its tokenizer, n-grams, IDF and weights are used (and `dims`,
+            `max_ngram_len`, `vocab_size`, `min_count`, `idf`, `tokenizer_json` ignored).
+            E.g. a model whose first layer holds the teacher's embeddings of the n-gram
+            strings (see `luxical.training.init`).
         progress: Progress bars.
         **overrides: Other `DistillConfig` fields (beta, weight_decay, warmup, decay,
             summary_capacity, teacher_batch_size, checkpoint_every).
@@ -248,14 +263,25 @@ def distill(
     train_texts = texts[:n_train]
 
     t1 = time.perf_counter()
-    summary = count_ngrams(train_texts, tok_json, max_ngram_len=max_ngram_len, capacity=cfg.summary_capacity, progress=progress)
-    vocab = select_vocabulary(summary, train_texts, tok_json, vocab_size=vocab_size, min_count=min_count, idf=idf)
-    featurizer = Featurizer(tok_json, np.ascontiguousarray(vocab.ngrams).ravel(), max_ngram_len, vocab.idf)
+    summary_stats: dict[str, int] = {}
+    if init is None:
+        summary = count_ngrams(train_texts, tok_json, max_ngram_len=max_ngram_len, capacity=cfg.summary_capacity, progress=progress)
+        vocab = select_vocabulary(summary, train_texts, tok_json, vocab_size=vocab_size, min_count=min_count, idf=idf)
+        summary_stats = {"summary_total_ngrams": int(summary.total), "summary_error_bound": int(summary.error_bound)}
+    else:
+        tok_json = init.tokenizer_json
+        vocab = NgramVocabulary(ngrams=init.ngrams, counts=np.zeros(init.vocab_size, np.int64), idf=init.idf)
+        cfg.dims = tuple(init.layer_dims[1:])
+        cfg.max_ngram_len = init.max_ngram_len
+    featurizer = Featurizer(tok_json, np.ascontiguousarray(vocab.ngrams).ravel(), cfg.max_ngram_len, vocab.idf)
     indptr, indices, data = _tfidf_all(featurizer, texts)
     timings["vocab_and_features_s"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    student, history = _train(cfg, vocab, _CsrBatches(indptr, indices, data), np.asarray(teacher_emb, dtype=np.float32), n_train, dev, work, progress)
+    student, history = _train(
+        cfg, vocab, _CsrBatches(indptr, indices, data), np.asarray(teacher_emb, dtype=np.float32), n_train, dev, work, progress,
+        init_layers=None if init is None else init.layers,
+    )
     timings["train_s"] = time.perf_counter() - t2
 
     embedder = Embedder.from_arrays(tokenizer_json=tok_json, ngrams=vocab.ngrams, idf=vocab.idf, layers=student.export_layers())
@@ -264,7 +290,7 @@ def distill(
     timings["total_s"] = time.perf_counter() - t0
     report = {
         "config": asdict(cfg), "teacher": teacher_id, "n_train": n_train, "n_holdout": holdout,
-        "vocab_size": len(vocab), "summary_total_ngrams": int(summary.total), "summary_error_bound": int(summary.error_bound),
+        "vocab_size": len(vocab), **summary_stats, "initialised_from": None if init is None else repr(init),
         "layer_dims": embedder.layer_dims, "holdout_agreement": metrics, "history": history, "timings": timings,
         "device": str(dev),
     }
@@ -288,10 +314,13 @@ def _tfidf_all(featurizer: Featurizer, texts: list[str], chunk: int = 16384) -> 
 
 def _train(
     cfg: DistillConfig, vocab: NgramVocabulary, feats: _CsrBatches, teacher_emb: np.ndarray, n_train: int,
-    dev: torch.device, work: Path, progress: bool,
+    dev: torch.device, work: Path, progress: bool, init_layers: list[np.ndarray] | None = None,
 ) -> tuple[Student, list[dict[str, float]]]:
     torch.manual_seed(cfg.seed)
-    student = Student(len(vocab), cfg.dims, seed=cfg.seed).to(dev)
+    student = Student(len(vocab), cfg.dims, seed=cfg.seed)
+    if init_layers is not None:
+        student.load_layers(init_layers)
+    student = student.to(dev)
     optim = torch.optim.AdamW(student.parameters(), lr=cfg.lr, betas=(cfg.beta, cfg.beta), eps=1e-8, weight_decay=cfg.weight_decay)
     batch = min(cfg.batch_size, n_train)
     steps_per_epoch = max(1, n_train // batch)

@@ -118,7 +118,7 @@ impl NpyArray {
         Ok(match self.dtype {
             Dtype::F32 => self.data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
             Dtype::F64 => self.data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
-            Dtype::F16 => self.data.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
+            Dtype::F16 => self.data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             _ => return Err(self.wrong_dtype("a float dtype (float32)")),
         })
     }
@@ -205,29 +205,6 @@ impl NpyArray {
         }
         Ok(())
     }
-}
-
-/// IEEE half → single precision.
-fn f16_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h >> 15) << 31;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let frac = u32::from(h & 0x3ff);
-    let bits = match (exp, frac) {
-        (0, 0) => sign,
-        (0, f) => {
-            // subnormal: normalise
-            let mut e = 127 - 15 + 1;
-            let mut f = f;
-            while f & 0x400 == 0 {
-                f <<= 1;
-                e -= 1;
-            }
-            sign | ((e as u32) << 23) | ((f & 0x3ff) << 13)
-        }
-        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
-        (e, f) => sign | ((e + 127 - 15) << 23) | (f << 13),
-    };
-    f32::from_bits(bits)
 }
 
 /// Parses one `.npy` stream. `declared_len` is what the archive says the entry holds
@@ -510,10 +487,10 @@ mod tests {
     }
 
     #[test]
-    fn half_precision_values() {
-        assert_eq!(f16_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_to_f32(0xc000), -2.0);
-        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
-        assert!(f16_to_f32(0x7c00).is_infinite());
+    fn half_precision_arrays_read_as_f32() {
+        // 1.0, -2.0, smallest subnormal, as IEEE half bit patterns
+        let data = le_bytes(&[0x3c00u16, 0xc000, 0x0001], u16::to_le_bytes);
+        let out = round_trip(&[NpyOut { name: "h", dtype: Dtype::F16, shape: vec![3], data: &data }]);
+        assert_eq!(out["h"].to_f32().unwrap(), vec![1.0, -2.0, 2f32.powi(-24)]);
     }
 }

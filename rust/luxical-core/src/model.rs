@@ -244,7 +244,10 @@ impl Model {
     }
 
     /// Serialises the model as a reference-compatible `.npz` (format v1).
-    pub fn to_bytes(&self, writer_version: &str) -> Result<Vec<u8>> {
+    ///
+    /// `first_layer_f16` stores `nn_layer_0` as float16 (half the size; luxical loads it
+    /// as float32, the reference cannot read it).
+    pub fn to_bytes(&self, writer_version: &str, first_layer_f16: bool) -> Result<Vec<u8>> {
         let Featurizer { tokenizer, vocab, idf } = &self.featurizer;
         let tokenizer = tokenizer.to_json().as_bytes();
         let version = format::FORMAT_VERSION.to_le_bytes();
@@ -257,7 +260,14 @@ impl Model {
         let n_layers = (layers.len() as i64).to_le_bytes();
         let layer_bytes: Vec<Vec<u8>> = layers
             .iter()
-            .map(|l| format::le_bytes(&l.weights_out_in, f32::to_le_bytes))
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 0 && first_layer_f16 {
+                    format::le_bytes(&l.weights_out_in, |x| half::f16::from_f32(x).to_le_bytes())
+                } else {
+                    format::le_bytes(&l.weights_out_in, f32::to_le_bytes)
+                }
+            })
             .collect();
         let layer_names: Vec<String> = (0..layers.len())
             .map(|i| format!("{}{i}", format::LAYER_PREFIX))
@@ -272,8 +282,9 @@ impl Model {
             NpyOut { name: format::KEY_IDF, dtype: Dtype::F32, shape: vec![v], data: &idf },
             NpyOut { name: format::KEY_NUM_LAYERS, dtype: Dtype::I64, shape: vec![1], data: &n_layers },
         ];
-        for ((layer, bytes), name) in layers.iter().zip(&layer_bytes).zip(&layer_names) {
-            arrays.push(NpyOut { name, dtype: Dtype::F32, shape: vec![layer.out_dim, layer.in_dim], data: bytes });
+        for (i, ((layer, bytes), name)) in layers.iter().zip(&layer_bytes).zip(&layer_names).enumerate() {
+            let dtype = if i == 0 && first_layer_f16 { Dtype::F16 } else { Dtype::F32 };
+            arrays.push(NpyOut { name, dtype, shape: vec![layer.out_dim, layer.in_dim], data: bytes });
         }
         arrays.push(NpyOut {
             name: format::KEY_WRITER,
@@ -287,8 +298,8 @@ impl Model {
     }
 
     /// Writes the model file atomically (temporary file, then rename).
-    pub fn save(&self, path: &Path, writer_version: &str) -> Result<()> {
-        let bytes = self.to_bytes(writer_version)?;
+    pub fn save(&self, path: &Path, writer_version: &str, first_layer_f16: bool) -> Result<()> {
+        let bytes = self.to_bytes(writer_version, first_layer_f16)?;
         let tmp = path.with_extension("npz.partial");
         let io = |action, source| Error::Io { action, path: path.to_path_buf(), source };
         std::fs::write(&tmp, bytes).map_err(|e| io("cannot write model file", e))?;
@@ -401,14 +412,22 @@ mod tests {
     #[test]
     fn bytes_round_trip_is_identical() {
         let m = tiny_model();
-        let bytes = m.to_bytes("test").unwrap();
+        let bytes = m.to_bytes("test", false).unwrap();
         let m2 = Model::from_bytes(&bytes).unwrap();
-        assert_eq!(m2.to_bytes("test").unwrap(), bytes);
+        assert_eq!(m2.to_bytes("test", false).unwrap(), bytes);
         let texts: Vec<&str> = vec!["hello world !", "world hello"];
         let (mut a, mut b) = (vec![0.0; 4], vec![0.0; 4]);
         m.embed_into(&texts, &mut a, Some(1)).unwrap();
         m2.embed_into(&texts, &mut b, Some(2)).unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn half_precision_first_layer_round_trips() {
+        let m = tiny_model();
+        let m2 = Model::from_bytes(&m.to_bytes("test", true).unwrap()).unwrap();
+        // the tiny model's weights (0, 1) are exact in float16
+        assert_eq!(m2.network().layers_out_in()[0].weights_out_in, m.network().layers_out_in()[0].weights_out_in);
     }
 
     #[test]
@@ -424,7 +443,7 @@ mod tests {
 
     #[test]
     fn truncated_file_is_an_error() {
-        let bytes = tiny_model().to_bytes("test").unwrap();
+        let bytes = tiny_model().to_bytes("test", false).unwrap();
         for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
             assert!(Model::from_bytes(&bytes[..cut]).is_err());
         }

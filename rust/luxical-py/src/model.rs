@@ -145,14 +145,16 @@ impl Model {
     }
 
     /// Serialises to `.npz` bytes.
-    fn to_bytes<'py>(&self, py: Python<'py>, writer_version: &str) -> PyResult<Bound<'py, PyBytes>> {
-        let bytes = detached(py, "saving a model", || self.inner.to_bytes(writer_version))?;
+    #[pyo3(signature = (writer_version, first_layer_f16=false))]
+    fn to_bytes<'py>(&self, py: Python<'py>, writer_version: &str, first_layer_f16: bool) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = detached(py, "saving a model", || self.inner.to_bytes(writer_version, first_layer_f16))?;
         Ok(PyBytes::new(py, &bytes))
     }
 
     /// Writes the model file atomically.
-    fn save(&self, py: Python<'_>, path: PathBuf, writer_version: &str) -> PyResult<()> {
-        detached(py, "saving a model", || self.inner.save(&path, writer_version))
+    #[pyo3(signature = (path, writer_version, first_layer_f16=false))]
+    fn save(&self, py: Python<'_>, path: PathBuf, writer_version: &str, first_layer_f16: bool) -> PyResult<()> {
+        detached(py, "saving a model", || self.inner.save(&path, writer_version, first_layer_f16))
     }
 
     /// Embeds a list of str into `out` (shape (n, dim), float32, C-contiguous).

@@ -1,0 +1,76 @@
+"""Initialising a student from the teacher's own embeddings of the n-gram strings
+(model2vec-style), so that every n-gram starts with a meaningful vector before
+distillation on documents.
+
+The runtime network applies ReLU after the first layer, which would destroy the signs of
+PCA coordinates. We keep them with an offset: each first-layer row is the n-gram's PCA
+coordinates (made orthogonal to the all-ones direction) plus a constant ``c`` large
+enough to make every entry non-negative. TF-IDF weights are non-negative, so the first
+layer's output is ``s + (sum of weights) * c * 1`` with ``s`` the TF-IDF-weighted sum of
+the coordinates, ReLU leaves it unchanged, and the second layer (a centring matrix
+``I - 11ᵀ/k``) removes the offset exactly: the initial model embeds a text as the
+normalised TF-IDF-weighted sum of its n-grams' teacher vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from luxical.embedder import Embedder
+
+PAD = 2**32 - 1
+
+
+def ngram_strings(tokenizer_json: str, ngrams: np.ndarray) -> list[str]:
+    """Human-readable text of each n-gram (word pieces joined as the tokenizer decodes)."""
+    import tokenizers
+
+    tok = tokenizers.Tokenizer.from_str(tokenizer_json)
+    out = []
+    for row in ngrams:
+        ids = [int(x) for x in row if x != PAD]
+        if len(ids) == 1:
+            out.append(tok.id_to_token(ids[0]) or "")
+        else:
+            out.append(tok.decode(ids))
+    return out
+
+
+def embed_ngrams(teacher: Any, strings: Sequence[str], *, batch_size: int = 512, progress: bool = False) -> np.ndarray:
+    """Teacher embeddings of the n-gram strings, float32, L2-normalised."""
+    return np.asarray(
+        teacher.encode(list(strings), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=progress),
+        dtype=np.float32,
+    )
+
+
+def init_from_vectors(
+    tokenizer_json: str, ngrams: np.ndarray, idf: np.ndarray, vectors: np.ndarray, *, dim: int = 256
+) -> Embedder:
+    """A two-layer model (V → dim → dim) that embeds a text as the normalised
+    TF-IDF-weighted sum of its n-grams' `vectors`, projected on their top `dim - 1`
+    principal components (see the module docstring)."""
+    if len(vectors) != len(ngrams):
+        raise ValueError(f"{len(vectors)} vectors for {len(ngrams)} n-grams")
+    if not 2 <= dim <= vectors.shape[1] + 1:
+        raise ValueError(f"dim must be between 2 and {vectors.shape[1] + 1}")
+    x = vectors.astype(np.float64) - vectors.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    coords = x @ vt[: dim - 1].T  # (V, dim-1)
+    # An orthonormal basis of the subspace of R^dim orthogonal to the all-ones vector.
+    basis, _ = np.linalg.qr(np.eye(dim) - 1.0 / dim)
+    basis = basis[:, : dim - 1]  # (dim, dim-1), columns ⊥ 1
+    rows = coords @ basis.T  # (V, dim), each row ⊥ 1
+    scale = np.abs(rows).max()
+    rows = rows / scale
+    rows = rows + max(0.0, -rows.min())  # non-negative: ReLU is the identity on sums
+    centring = np.eye(dim) - 1.0 / dim
+    return Embedder.from_arrays(
+        tokenizer_json=tokenizer_json,
+        ngrams=ngrams,
+        idf=idf,
+        layers=[rows.T.astype(np.float32), centring.astype(np.float32)],
+    )
