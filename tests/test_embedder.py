@@ -231,10 +231,3 @@ def test_hash_ngram_matches_stored_keys(fixture_dir):
     for k in range(0, len(keys), 997):
         row = rows[values[k]]
         assert hash_ngram(row[row != PAD].tolist(), 5) == keys[k]
-
-
-def test_default_model_absent_message():
-    if luxical._DEFAULT_MODEL_FILE.is_file():
-        pytest.skip("this build ships a default model; tested in test_default_model.py")
-    with pytest.raises(FileNotFoundError, match="no default model"):
-        luxical.embed(["x"])
