@@ -116,9 +116,21 @@ impl NpyArray {
     /// Values as f32 (f16/f32/f64 accepted).
     pub fn to_f32(&self) -> Result<Vec<f32>> {
         Ok(match self.dtype {
-            Dtype::F32 => self.data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-            Dtype::F64 => self.data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
-            Dtype::F16 => self.data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::F32 => self
+                .data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect(),
+            Dtype::F64 => self
+                .data
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
+                .collect(),
+            Dtype::F16 => self
+                .data
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
             _ => return Err(self.wrong_dtype("a float dtype (float32)")),
         })
     }
@@ -127,10 +139,26 @@ impl NpyArray {
     pub fn to_i64(&self) -> Result<Vec<i64>> {
         Ok(match self.dtype {
             Dtype::U8 => self.data.iter().map(|&b| i64::from(b)).collect(),
-            Dtype::I32 => self.data.chunks_exact(4).map(|b| i64::from(i32::from_le_bytes(b.try_into().unwrap()))).collect(),
-            Dtype::U32 => self.data.chunks_exact(4).map(|b| i64::from(u32::from_le_bytes(b.try_into().unwrap()))).collect(),
-            Dtype::I64 => self.data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect(),
-            Dtype::U64 => self.data.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap()) as i64).collect(),
+            Dtype::I32 => self
+                .data
+                .chunks_exact(4)
+                .map(|b| i64::from(i32::from_le_bytes(b.try_into().unwrap())))
+                .collect(),
+            Dtype::U32 => self
+                .data
+                .chunks_exact(4)
+                .map(|b| i64::from(u32::from_le_bytes(b.try_into().unwrap())))
+                .collect(),
+            Dtype::I64 => self
+                .data
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+                .collect(),
+            Dtype::U64 => self
+                .data
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap()) as i64)
+                .collect(),
             _ => return Err(self.wrong_dtype("an integer dtype")),
         })
     }
@@ -146,10 +174,18 @@ impl NpyArray {
             _ => return Err(self.wrong_dtype("uint32")),
         };
         if self.dtype == Dtype::U32 {
-            return Ok(self.data.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect());
+            return Ok(self
+                .data
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+                .collect());
         }
         let wide: Vec<i128> = match self.dtype {
-            Dtype::U64 => self.data.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap()) as i128).collect(),
+            Dtype::U64 => self
+                .data
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap()) as i128)
+                .collect(),
             _ => self.to_i64()?.into_iter().map(i128::from).collect(),
         };
         wide.into_iter()
@@ -224,23 +260,36 @@ fn read_npy(name: &str, reader: &mut impl Read, declared_len: u64) -> Result<Npy
     let header_len = match magic[6] {
         1 => {
             let mut b = [0u8; 2];
-            reader.read_exact(&mut b).map_err(|_| malformed("truncated header".into()))?;
+            reader
+                .read_exact(&mut b)
+                .map_err(|_| malformed("truncated header".into()))?;
             u16::from_le_bytes(b) as usize
         }
         2 | 3 => {
             let mut b = [0u8; 4];
-            reader.read_exact(&mut b).map_err(|_| malformed("truncated header".into()))?;
+            reader
+                .read_exact(&mut b)
+                .map_err(|_| malformed("truncated header".into()))?;
             u32::from_le_bytes(b) as usize
         }
-        v => return Err(malformed(format!(".npy format version {v} is not supported"))),
+        v => {
+            return Err(malformed(format!(
+                ".npy format version {v} is not supported"
+            )))
+        }
     };
     if header_len > MAX_NPY_HEADER || header_len as u64 > declared_len {
-        return Err(malformed(format!("header length {header_len} is implausible")));
+        return Err(malformed(format!(
+            "header length {header_len} is implausible"
+        )));
     }
     let mut header = vec![0u8; header_len];
-    reader.read_exact(&mut header).map_err(|_| malformed("truncated header".into()))?;
+    reader
+        .read_exact(&mut header)
+        .map_err(|_| malformed("truncated header".into()))?;
     let header = String::from_utf8_lossy(&header);
-    let descr = dict_value(&header, "descr").ok_or_else(|| malformed("header has no 'descr'".into()))?;
+    let descr =
+        dict_value(&header, "descr").ok_or_else(|| malformed("header has no 'descr'".into()))?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
     if descr.contains('O') {
         return Err(Error::UnsupportedDtype {
@@ -257,13 +306,17 @@ fn read_npy(name: &str, reader: &mut impl Read, declared_len: u64) -> Result<Npy
     let fortran = dict_value(&header, "fortran_order")
         .ok_or_else(|| malformed("header has no 'fortran_order'".into()))?
         .starts_with("True");
-    let shape_txt = dict_value(&header, "shape").ok_or_else(|| malformed("header has no 'shape'".into()))?;
+    let shape_txt =
+        dict_value(&header, "shape").ok_or_else(|| malformed("header has no 'shape'".into()))?;
     let shape: Vec<usize> = shape_txt
         .trim_matches(|c| c == '(' || c == ')')
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| malformed(format!("bad shape {shape_txt}"))))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| malformed(format!("bad shape {shape_txt}")))
+        })
         .collect::<Result<_>>()?;
     let n_bytes = shape
         .iter()
@@ -284,12 +337,17 @@ fn read_npy(name: &str, reader: &mut impl Read, declared_len: u64) -> Result<Npy
         .read_to_end(&mut data)
         .map_err(|e| malformed(format!("cannot read data: {e}")))?;
     if data.len() != n_bytes {
-        return Err(malformed(format!("data truncated: {} of {n_bytes} bytes", data.len())));
+        return Err(malformed(format!(
+            "data truncated: {} of {n_bytes} bytes",
+            data.len()
+        )));
     }
     if fortran && shape.len() == 2 {
         data = transpose_bytes(&data, shape[1], shape[0], dtype.size());
     } else if fortran && shape.len() > 2 {
-        return Err(malformed("Fortran-order arrays of more than 2 dimensions are not supported".into()));
+        return Err(malformed(
+            "Fortran-order arrays of more than 2 dimensions are not supported".into(),
+        ));
     }
     Ok(NpyArray {
         name: name.to_string(),
@@ -316,7 +374,10 @@ fn transpose_bytes(src: &[u8], rows: usize, cols: usize, elem: usize) -> Vec<u8>
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     let pat_a = format!("'{key}':");
     let pat_b = format!("\"{key}\":");
-    let pos = header.find(&pat_a).map(|p| p + pat_a.len()).or_else(|| header.find(&pat_b).map(|p| p + pat_b.len()))?;
+    let pos = header
+        .find(&pat_a)
+        .map(|p| p + pat_a.len())
+        .or_else(|| header.find(&pat_b).map(|p| p + pat_b.len()))?;
     let rest = header[pos..].trim_start();
     let end = if rest.starts_with('(') {
         rest.find(')')? + 1
@@ -334,7 +395,9 @@ pub fn read_npz<R: Read + Seek>(reader: R) -> Result<HashMap<String, NpyArray>> 
     let mut archive = zip::ZipArchive::new(reader).map_err(|e| Error::Archive(e.to_string()))?;
     let mut arrays = HashMap::new();
     for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(|e| Error::Archive(e.to_string()))?;
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| Error::Archive(e.to_string()))?;
         let Some(name) = entry.name().strip_suffix(".npy").map(str::to_string) else {
             continue;
         };
@@ -363,12 +426,17 @@ pub fn write_npz<W: Write + Seek>(writer: W, arrays: &[NpyOut<'_>]) -> Result<()
     let mut zip = zip::ZipWriter::new(writer);
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Stored)
-        .large_file(arrays.iter().any(|a| a.data.len() > (u32::MAX as usize) / 2));
+        .large_file(
+            arrays
+                .iter()
+                .any(|a| a.data.len() > (u32::MAX as usize) / 2),
+        );
     let io = |e: std::io::Error| Error::Archive(format!("write failed: {e}"));
     for array in arrays {
         zip.start_file(format!("{}.npy", array.name), options)
             .map_err(|e| Error::Archive(e.to_string()))?;
-        zip.write_all(&npy_header(array.dtype, &array.shape)).map_err(io)?;
+        zip.write_all(&npy_header(array.dtype, &array.shape))
+            .map_err(io)?;
         zip.write_all(array.data).map_err(io)?;
     }
     zip.finish().map_err(|e| Error::Archive(e.to_string()))?;
@@ -380,7 +448,13 @@ fn npy_header(dtype: Dtype, shape: &[usize]) -> Vec<u8> {
     let shape_txt = match shape {
         [] => "()".to_string(),
         [n] => format!("({n},)"),
-        dims => format!("({})", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let mut dict = format!(
         "{{'descr': '{}', 'fortran_order': False, 'shape': {shape_txt}, }}",
@@ -415,7 +489,9 @@ pub fn check_version_and_layers(arrays: &HashMap<String, NpyArray>) -> Result<us
 
 /// Looks up a required array.
 pub fn get<'a>(arrays: &'a HashMap<String, NpyArray>, key: &str) -> Result<&'a NpyArray> {
-    arrays.get(key).ok_or_else(|| Error::MissingArray(key.to_string()))
+    arrays
+        .get(key)
+        .ok_or_else(|| Error::MissingArray(key.to_string()))
 }
 
 /// Little-endian bytes of a slice of plain numbers.
@@ -445,11 +521,24 @@ mod tests {
         let m = le_bytes(&[1.5f32, -2.0, 3.25, 0.0, 1.0, 2.0], f32::to_le_bytes);
         let v = le_bytes(&[7i64], i64::to_le_bytes);
         let out = round_trip(&[
-            NpyOut { name: "m", dtype: Dtype::F32, shape: vec![2, 3], data: &m },
-            NpyOut { name: "s", dtype: Dtype::I64, shape: vec![], data: &v },
+            NpyOut {
+                name: "m",
+                dtype: Dtype::F32,
+                shape: vec![2, 3],
+                data: &m,
+            },
+            NpyOut {
+                name: "s",
+                dtype: Dtype::I64,
+                shape: vec![],
+                data: &v,
+            },
         ]);
         assert_eq!(out["m"].shape, vec![2, 3]);
-        assert_eq!(out["m"].to_f32().unwrap(), vec![1.5, -2.0, 3.25, 0.0, 1.0, 2.0]);
+        assert_eq!(
+            out["m"].to_f32().unwrap(),
+            vec![1.5, -2.0, 3.25, 0.0, 1.0, 2.0]
+        );
         assert_eq!(out["s"].scalar_i64().unwrap(), 7);
     }
 
@@ -490,7 +579,12 @@ mod tests {
     fn half_precision_arrays_read_as_f32() {
         // 1.0, -2.0, smallest subnormal, as IEEE half bit patterns
         let data = le_bytes(&[0x3c00u16, 0xc000, 0x0001], u16::to_le_bytes);
-        let out = round_trip(&[NpyOut { name: "h", dtype: Dtype::F16, shape: vec![3], data: &data }]);
+        let out = round_trip(&[NpyOut {
+            name: "h",
+            dtype: Dtype::F16,
+            shape: vec![3],
+            data: &data,
+        }]);
         assert_eq!(out["h"].to_f32().unwrap(), vec![1.0, -2.0, 2f32.powi(-24)]);
     }
 }

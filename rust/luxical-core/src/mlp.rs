@@ -243,7 +243,11 @@ mod tests {
         let mut x = input.to_vec();
         for (li, l) in layers.iter().enumerate() {
             let mut y: Vec<f32> = (0..l.out_dim)
-                .map(|o| (0..l.in_dim).map(|i| l.weights_out_in[o * l.in_dim + i] * x[i]).sum())
+                .map(|o| {
+                    (0..l.in_dim)
+                        .map(|i| l.weights_out_in[o * l.in_dim + i] * x[i])
+                        .sum()
+                })
                 .collect();
             if li + 1 < layers.len() {
                 y.iter_mut().for_each(|v| *v = v.max(0.0));
@@ -264,12 +268,18 @@ mod tests {
             .windows(2)
             .enumerate()
             .map(|(li, w)| {
-                let vals = (0..w[0] * w[1]).map(|i| (((i * 7 + li * 3) % 11) as f32 - 4.0) / 5.0).collect::<Vec<_>>();
+                let vals = (0..w[0] * w[1])
+                    .map(|i| (((i * 7 + li * 3) % 11) as f32 - 4.0) / 5.0)
+                    .collect::<Vec<_>>();
                 layer(w[1], w[0], &vals)
             })
             .collect();
         let net = Network::from_layers(layers.clone()).unwrap();
-        let docs: [&[(u32, f32)]; 3] = [&[(0, 1.0)], &[(1, 0.6), (5, 0.8)], &[(2, 0.5), (3, 0.5), (4, 0.7)]];
+        let docs: [&[(u32, f32)]; 3] = [
+            &[(0, 1.0)],
+            &[(1, 0.6), (5, 0.8)],
+            &[(2, 0.5), (3, 0.5), (4, 0.7)],
+        ];
         let n = docs.len();
         let mut hidden = vec![0.0; n * net.max_hidden_dim()];
         for (r, doc) in docs.iter().enumerate() {

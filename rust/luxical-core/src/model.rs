@@ -70,7 +70,11 @@ impl Featurizer {
                 idf[i]
             )));
         }
-        Ok(Self { tokenizer, vocab, idf })
+        Ok(Self {
+            tokenizer,
+            vocab,
+            idf,
+        })
     }
 
     pub fn tokenizer(&self) -> &TextTokenizer {
@@ -86,8 +90,14 @@ impl Featurizer {
     }
 
     /// Token ids of every text, in parallel. Returns concatenated ids and offsets.
-    pub fn tokenize(&self, texts: &[&str], num_threads: Option<usize>) -> Result<(Vec<u32>, Vec<i64>)> {
-        Ok(crate::tokenize::concat_ids(self.tokenizer.encode_batch(texts, num_threads)?))
+    pub fn tokenize(
+        &self,
+        texts: &[&str],
+        num_threads: Option<usize>,
+    ) -> Result<(Vec<u32>, Vec<i64>)> {
+        Ok(crate::tokenize::concat_ids(
+            self.tokenizer.encode_batch(texts, num_threads)?,
+        ))
     }
 
     /// Normalised TF-IDF rows of every text, in parallel.
@@ -102,7 +112,10 @@ impl Featurizer {
                 })
                 .collect::<Result<_>>()
         })?;
-        let mut csr = Csr { indptr: vec![0], ..Default::default() };
+        let mut csr = Csr {
+            indptr: vec![0],
+            ..Default::default()
+        };
         for (indices, values) in rows {
             csr.indices.extend_from_slice(&indices);
             csr.data.extend_from_slice(&values);
@@ -112,7 +125,11 @@ impl Featurizer {
     }
 
     /// Number of texts each n-gram of the vocabulary occurs in.
-    pub fn document_frequencies(&self, texts: &[&str], num_threads: Option<usize>) -> Result<Vec<u64>> {
+    pub fn document_frequencies(
+        &self,
+        texts: &[&str],
+        num_threads: Option<usize>,
+    ) -> Result<Vec<u64>> {
         let v = self.vocab.len();
         threads::pool(num_threads)?.install(|| {
             texts
@@ -142,7 +159,8 @@ impl Featurizer {
         s.tokens.clear();
         self.tokenizer.encode_into(text, index, &mut s.tokens)?;
         s.features.clear();
-        self.vocab.count_features(&s.tokens, &mut s.count, &mut s.features);
+        self.vocab
+            .count_features(&s.tokens, &mut s.count, &mut s.features);
         s.indices.clear();
         s.indices.extend(s.features.iter().map(|&(idx, _)| idx));
         s.values.clear();
@@ -184,7 +202,10 @@ impl Model {
                 featurizer.vocab.len()
             )));
         }
-        Ok(Self { featurizer, network })
+        Ok(Self {
+            featurizer,
+            network,
+        })
     }
 
     /// Loads a model file (reference `.npz`, format v1).
@@ -248,7 +269,11 @@ impl Model {
     /// `first_layer_f16` stores `nn_layer_0` as float16 (half the size; luxical loads it
     /// as float32, the reference cannot read it).
     pub fn to_bytes(&self, writer_version: &str, first_layer_f16: bool) -> Result<Vec<u8>> {
-        let Featurizer { tokenizer, vocab, idf } = &self.featurizer;
+        let Featurizer {
+            tokenizer,
+            vocab,
+            idf,
+        } = &self.featurizer;
         let tokenizer = tokenizer.to_json().as_bytes();
         let version = format::FORMAT_VERSION.to_le_bytes();
         let ngrams = format::le_bytes(vocab.ngrams(), u32::to_le_bytes);
@@ -274,17 +299,66 @@ impl Model {
             .collect();
         let (v, n) = (vocab.len(), vocab.max_ngram_len());
         let mut arrays = vec![
-            NpyOut { name: format::KEY_TOKENIZER, dtype: Dtype::U8, shape: vec![tokenizer.len()], data: tokenizer },
-            NpyOut { name: format::KEY_VERSION, dtype: Dtype::I64, shape: vec![], data: &version },
-            NpyOut { name: format::KEY_NGRAMS, dtype: Dtype::U32, shape: vec![v, n], data: &ngrams },
-            NpyOut { name: format::KEY_HASH_KEYS, dtype: Dtype::I64, shape: vec![v], data: &keys },
-            NpyOut { name: format::KEY_HASH_VALUES, dtype: Dtype::U32, shape: vec![v], data: &values },
-            NpyOut { name: format::KEY_IDF, dtype: Dtype::F32, shape: vec![v], data: &idf },
-            NpyOut { name: format::KEY_NUM_LAYERS, dtype: Dtype::I64, shape: vec![1], data: &n_layers },
+            NpyOut {
+                name: format::KEY_TOKENIZER,
+                dtype: Dtype::U8,
+                shape: vec![tokenizer.len()],
+                data: tokenizer,
+            },
+            NpyOut {
+                name: format::KEY_VERSION,
+                dtype: Dtype::I64,
+                shape: vec![],
+                data: &version,
+            },
+            NpyOut {
+                name: format::KEY_NGRAMS,
+                dtype: Dtype::U32,
+                shape: vec![v, n],
+                data: &ngrams,
+            },
+            NpyOut {
+                name: format::KEY_HASH_KEYS,
+                dtype: Dtype::I64,
+                shape: vec![v],
+                data: &keys,
+            },
+            NpyOut {
+                name: format::KEY_HASH_VALUES,
+                dtype: Dtype::U32,
+                shape: vec![v],
+                data: &values,
+            },
+            NpyOut {
+                name: format::KEY_IDF,
+                dtype: Dtype::F32,
+                shape: vec![v],
+                data: &idf,
+            },
+            NpyOut {
+                name: format::KEY_NUM_LAYERS,
+                dtype: Dtype::I64,
+                shape: vec![1],
+                data: &n_layers,
+            },
         ];
-        for (i, ((layer, bytes), name)) in layers.iter().zip(&layer_bytes).zip(&layer_names).enumerate() {
-            let dtype = if i == 0 && first_layer_f16 { Dtype::F16 } else { Dtype::F32 };
-            arrays.push(NpyOut { name, dtype, shape: vec![layer.out_dim, layer.in_dim], data: bytes });
+        for (i, ((layer, bytes), name)) in layers
+            .iter()
+            .zip(&layer_bytes)
+            .zip(&layer_names)
+            .enumerate()
+        {
+            let dtype = if i == 0 && first_layer_f16 {
+                Dtype::F16
+            } else {
+                Dtype::F32
+            };
+            arrays.push(NpyOut {
+                name,
+                dtype,
+                shape: vec![layer.out_dim, layer.in_dim],
+                data: bytes,
+            });
         }
         arrays.push(NpyOut {
             name: format::KEY_WRITER,
@@ -301,7 +375,11 @@ impl Model {
     pub fn save(&self, path: &Path, writer_version: &str, first_layer_f16: bool) -> Result<()> {
         let bytes = self.to_bytes(writer_version, first_layer_f16)?;
         let tmp = path.with_extension("npz.partial");
-        let io = |action, source| Error::Io { action, path: path.to_path_buf(), source };
+        let io = |action, source| Error::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        };
         std::fs::write(&tmp, bytes).map_err(|e| io("cannot write model file", e))?;
         std::fs::rename(&tmp, path).map_err(|e| io("cannot move model file into place", e))
     }
@@ -332,7 +410,11 @@ impl Model {
     }
 
     /// Token ids of every text (see `Featurizer::tokenize`).
-    pub fn tokenize(&self, texts: &[&str], num_threads: Option<usize>) -> Result<(Vec<u32>, Vec<i64>)> {
+    pub fn tokenize(
+        &self,
+        texts: &[&str],
+        num_threads: Option<usize>,
+    ) -> Result<(Vec<u32>, Vec<i64>)> {
         self.featurizer.tokenize(texts, num_threads)
     }
 
@@ -342,7 +424,12 @@ impl Model {
     }
 
     /// Embeds `texts` into `out` (`[texts.len(), dim]` row-major), in parallel.
-    pub fn embed_into(&self, texts: &[&str], out: &mut [f32], num_threads: Option<usize>) -> Result<()> {
+    pub fn embed_into(
+        &self,
+        texts: &[&str],
+        out: &mut [f32],
+        num_threads: Option<usize>,
+    ) -> Result<()> {
         let dim = self.dim();
         if out.len() != texts.len() * dim {
             return Err(Error::InvalidArgument(format!(
@@ -361,7 +448,13 @@ impl Model {
         })
     }
 
-    fn embed_chunk(&self, first_index: usize, docs: &[&str], out: &mut [f32], s: &mut Scratch) -> Result<()> {
+    fn embed_chunk(
+        &self,
+        first_index: usize,
+        docs: &[&str],
+        out: &mut [f32],
+        s: &mut Scratch,
+    ) -> Result<()> {
         let d0 = self.network.layer_dims()[1];
         let n = docs.len();
         let scratch_len = n * self.network.max_hidden_dim();
@@ -372,7 +465,8 @@ impl Model {
             self.network
                 .first_layer(&s.indices, &s.values, &mut s.hidden[i * d0..(i + 1) * d0]);
         }
-        self.network.forward_dense(n, &mut s.hidden, &mut s.dense, out);
+        self.network
+            .forward_dense(n, &mut s.hidden, &mut s.dense, out);
         Ok(())
     }
 }
@@ -389,8 +483,16 @@ mod tests {
         let vocab = Vocabulary::from_ngrams(vec![1, p, 2, p, 1, 2, 5, p], 2).unwrap();
         let tokenizer = TextTokenizer::from_json(&tiny_bert_json(false)).unwrap();
         let layers = vec![
-            DenseLayer { out_dim: 2, in_dim: 4, weights_out_in: vec![1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0] },
-            DenseLayer { out_dim: 2, in_dim: 2, weights_out_in: vec![1.0, 0.0, 0.0, 1.0] },
+            DenseLayer {
+                out_dim: 2,
+                in_dim: 4,
+                weights_out_in: vec![1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0],
+            },
+            DenseLayer {
+                out_dim: 2,
+                in_dim: 2,
+                weights_out_in: vec![1.0, 0.0, 0.0, 1.0],
+            },
         ];
         Model::new(tokenizer, vocab, vec![1.0, 1.0, 2.0, 1.0], layers).unwrap()
     }
@@ -399,7 +501,8 @@ mod tests {
     fn embeds_by_hand() {
         let m = tiny_model();
         let mut out = vec![0.0; 6];
-        m.embed_into(&["hello world", "", "!"], &mut out, Some(1)).unwrap();
+        m.embed_into(&["hello world", "", "!"], &mut out, Some(1))
+            .unwrap();
         // "hello world": features hello(1), world(1), hello-world(2) -> norm sqrt(6);
         // layer 0: unit 0 <- hello + hello-world = 3/sqrt6, unit 1 <- world = 1/sqrt6;
         // normalise -> (3, 1)/sqrt10; identity layer -> same.
@@ -427,7 +530,10 @@ mod tests {
         let m = tiny_model();
         let m2 = Model::from_bytes(&m.to_bytes("test", true).unwrap()).unwrap();
         // the tiny model's weights (0, 1) are exact in float16
-        assert_eq!(m2.network().layers_out_in()[0].weights_out_in, m.network().layers_out_in()[0].weights_out_in);
+        assert_eq!(
+            m2.network().layers_out_in()[0].weights_out_in,
+            m.network().layers_out_in()[0].weights_out_in
+        );
     }
 
     #[test]
@@ -438,7 +544,11 @@ mod tests {
         // world x2, hello x1, "hello world" x1 (idf 2); weights (2, 1, 2) / 3
         assert_eq!(csr.indices, vec![1, 0, 2]);
         let want = [2.0 / 3.0, 1.0 / 3.0, 2.0 / 3.0];
-        assert!(csr.data.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{:?}", csr.data);
+        assert!(
+            csr.data.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{:?}",
+            csr.data
+        );
     }
 
     #[test]

@@ -41,7 +41,9 @@ pub struct SpaceSaving {
 impl SpaceSaving {
     pub fn new(capacity: usize, max_ngram_len: usize) -> Result<Self> {
         if capacity == 0 {
-            return Err(Error::InvalidArgument("summary capacity must be >= 1".into()));
+            return Err(Error::InvalidArgument(
+                "summary capacity must be >= 1".into(),
+            ));
         }
         if !(1..=MAX_NGRAM_LEN).contains(&max_ngram_len) {
             return Err(Error::InvalidArgument(format!(
@@ -121,7 +123,10 @@ impl SpaceSaving {
             }
         };
         self.counters.remove(&min_key);
-        let counter = Counter { count: min_count + w, error: min_count };
+        let counter = Counter {
+            count: min_count + w,
+            error: min_count,
+        };
         self.counters.insert(key, counter);
         self.heap.push(Reverse((counter.count, key)));
         // Keep the lazy heap from growing without bound.
@@ -131,7 +136,11 @@ impl SpaceSaving {
     }
 
     fn rebuild_heap(&mut self) {
-        self.heap = self.counters.iter().map(|(k, c)| Reverse((c.count, *k))).collect();
+        self.heap = self
+            .counters
+            .iter()
+            .map(|(k, c)| Reverse((c.count, *k)))
+            .collect();
     }
 
     /// Merges `other` into `self` (mergeable summaries): an n-gram missing from one side
@@ -147,15 +156,29 @@ impl SpaceSaving {
         let (m_self, m_other) = (self.error_bound(), other.error_bound());
         let mut merged: FxHashMap<NgramKey, Counter> = FxHashMap::default();
         for (k, c) in &self.counters {
-            let o = other.counters.get(k).copied().unwrap_or(Counter { count: m_other, error: m_other });
-            merged.insert(*k, Counter { count: c.count + o.count, error: c.error + o.error });
+            let o = other.counters.get(k).copied().unwrap_or(Counter {
+                count: m_other,
+                error: m_other,
+            });
+            merged.insert(
+                *k,
+                Counter {
+                    count: c.count + o.count,
+                    error: c.error + o.error,
+                },
+            );
         }
         for (k, c) in &other.counters {
-            merged.entry(*k).or_insert(Counter { count: c.count + m_self, error: c.error + m_self });
+            merged.entry(*k).or_insert(Counter {
+                count: c.count + m_self,
+                error: c.error + m_self,
+            });
         }
         let mut entries: Vec<(NgramKey, Counter)> = merged.into_iter().collect();
         if entries.len() > self.capacity {
-            entries.select_nth_unstable_by(self.capacity - 1, |a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
+            entries.select_nth_unstable_by(self.capacity - 1, |a, b| {
+                b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0))
+            });
             entries.truncate(self.capacity);
         }
         self.counters = entries.into_iter().collect();
@@ -195,7 +218,9 @@ impl SpaceSaving {
             s.counters.insert(key, Counter { count, error });
         }
         if s.counters.len() > capacity {
-            return Err(Error::InvalidArgument("more summary items than its capacity".into()));
+            return Err(Error::InvalidArgument(
+                "more summary items than its capacity".into(),
+            ));
         }
         s.total = total;
         s.rebuild_heap();
@@ -231,12 +256,19 @@ impl SpaceSaving {
     /// each), then per item: n tokens (u8), tokens (u32 each), count, error (u64).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(32 + self.len() * 40);
-        for v in [self.capacity as u64, self.max_ngram_len as u64, self.total, self.len() as u64] {
+        for v in [
+            self.capacity as u64,
+            self.max_ngram_len as u64,
+            self.total,
+            self.len() as u64,
+        ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         for (tokens, count, error) in self.items() {
             out.push(tokens.len() as u8);
-            tokens.iter().for_each(|t| out.extend_from_slice(&t.to_le_bytes()));
+            tokens
+                .iter()
+                .for_each(|t| out.extend_from_slice(&t.to_le_bytes()));
             out.extend_from_slice(&count.to_le_bytes());
             out.extend_from_slice(&error.to_le_bytes());
         }
@@ -245,7 +277,11 @@ impl SpaceSaving {
 
     /// Inverse of `to_bytes`; refuses truncated or inconsistent input.
     pub fn from_bytes(data: &[u8]) -> Result<Self> {
-        let bad = || Error::InvalidArgument("not a serialised SpaceSaving summary (truncated or corrupted)".into());
+        let bad = || {
+            Error::InvalidArgument(
+                "not a serialised SpaceSaving summary (truncated or corrupted)".into(),
+            )
+        };
         let mut pos = 0usize;
         let mut take = |n: usize| -> Result<&[u8]> {
             let s = data.get(pos..pos + n).ok_or_else(bad)?;
@@ -276,7 +312,11 @@ impl SpaceSaving {
 }
 
 fn unpad(key: &NgramKey, max_len: usize) -> Vec<u32> {
-    key[..max_len].iter().copied().take_while(|&t| t != PAD_TOKEN).collect()
+    key[..max_len]
+        .iter()
+        .copied()
+        .take_while(|&t| t != PAD_TOKEN)
+        .collect()
 }
 
 /// Exact counts of every 1..=max_ngram_len-gram (for small corpora and for testing).
@@ -300,11 +340,17 @@ mod tests {
     fn zipf_docs(n_docs: usize, len: usize, seed: u64) -> Vec<Vec<u32>> {
         let mut state = seed;
         let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 33) as f64 / (1u64 << 31) as f64
         };
         (0..n_docs)
-            .map(|_| (0..len).map(|_| (1.0 / (next() + 0.002)) as u32 % 400).collect())
+            .map(|_| {
+                (0..len)
+                    .map(|_| (1.0 / (next() + 0.002)) as u32 % 400)
+                    .collect()
+            })
             .collect()
     }
 
@@ -335,11 +381,15 @@ mod tests {
         assert!(s.error_bound() <= bound);
         for (tokens, count, error) in s.items() {
             let truth = exact[&tokens];
-            assert!(count >= truth && count - error <= truth, "{tokens:?}: {count} {error} vs {truth}");
+            assert!(
+                count >= truth && count - error <= truth,
+                "{tokens:?}: {count} {error} vs {truth}"
+            );
             assert!(error <= bound);
         }
         // every n-gram more frequent than N/k is tracked
-        let tracked: FxHashMap<Vec<u32>, u64> = s.items().into_iter().map(|(t, c, _)| (t, c)).collect();
+        let tracked: FxHashMap<Vec<u32>, u64> =
+            s.items().into_iter().map(|(t, c, _)| (t, c)).collect();
         for (tokens, &truth) in &exact {
             if truth > bound {
                 assert!(tracked.contains_key(tokens), "{tokens:?} ({truth}) missing");
@@ -355,7 +405,10 @@ mod tests {
         assert_eq!(merged.total(), exact.values().sum::<u64>());
         for (tokens, count, error) in merged.items() {
             let truth = exact[&tokens];
-            assert!(count >= truth && count - error <= truth, "{tokens:?}: {count} {error} vs {truth}");
+            assert!(
+                count >= truth && count - error <= truth,
+                "{tokens:?}: {count} {error} vs {truth}"
+            );
         }
         let top_exact = exact.iter().max_by_key(|(_, &c)| c).unwrap();
         assert_eq!(&merged.items()[0].0, top_exact.0);

@@ -51,7 +51,9 @@ pub fn resolve_num_threads(requested: Option<usize>) -> Result<usize> {
 pub fn pool(requested: Option<usize>) -> Result<Arc<ThreadPool>> {
     let n = resolve_num_threads(requested)?;
     let pid = std::process::id();
-    let mut guard = POOLS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = POOLS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if guard.as_ref().is_some_and(|p| p.pid != pid) {
         // Forked child: the parent's worker threads do not exist here. Dropping the pool
         // would try to signal them, so leak it.

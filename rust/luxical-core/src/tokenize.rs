@@ -18,7 +18,9 @@ pub struct TextTokenizer {
 
 impl std::fmt::Debug for TextTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextTokenizer").field("json_len", &self.json.len()).finish()
+        f.debug_struct("TextTokenizer")
+            .field("json_len", &self.json.len())
+            .finish()
     }
 }
 
@@ -26,14 +28,17 @@ impl TextTokenizer {
     /// Parses `tokenizer.json` text. Truncation and padding are switched off: a Luxical
     /// document is embedded in full, and pad tokens would become n-gram features.
     pub fn from_json(json: &str) -> Result<Self> {
-        let mut inner = Tokenizer::from_str(json).map_err(|e| Error::TokenizerLoad(e.to_string()))?;
+        let mut inner =
+            Tokenizer::from_str(json).map_err(|e| Error::TokenizerLoad(e.to_string()))?;
         let had_extras = inner.get_truncation().is_some() || inner.get_padding().is_some();
         inner
             .with_truncation(None)
             .map_err(|e| Error::TokenizerLoad(e.to_string()))?;
         inner.with_padding(None);
         let json = if had_extras {
-            inner.to_string(false).map_err(|e| Error::TokenizerLoad(e.to_string()))?
+            inner
+                .to_string(false)
+                .map_err(|e| Error::TokenizerLoad(e.to_string()))?
         } else {
             json.to_string()
         };
@@ -65,7 +70,11 @@ impl TextTokenizer {
     }
 
     /// Token ids of every text, one vector per text, in parallel on the luxical pool.
-    pub fn encode_batch(&self, texts: &[&str], num_threads: Option<usize>) -> Result<Vec<Vec<u32>>> {
+    pub fn encode_batch(
+        &self,
+        texts: &[&str],
+        num_threads: Option<usize>,
+    ) -> Result<Vec<Vec<u32>>> {
         use rayon::prelude::*;
         crate::threads::pool(num_threads)?.install(|| {
             texts
@@ -131,7 +140,8 @@ pub(crate) mod tests {
     fn truncation_is_switched_off() {
         let t = TextTokenizer::from_json(&tiny_bert_json(true)).unwrap();
         let mut ids = Vec::new();
-        t.encode_into("hello world hello world", 0, &mut ids).unwrap();
+        t.encode_into("hello world hello world", 0, &mut ids)
+            .unwrap();
         assert_eq!(ids.len(), 4);
         assert!(t.to_json().contains("\"truncation\":null"));
     }

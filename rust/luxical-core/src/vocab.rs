@@ -120,7 +120,10 @@ impl Vocabulary {
     /// The unpadded token ids of feature `idx`.
     pub fn ngram(&self, idx: usize) -> &[u32] {
         let row = &self.ngrams[idx * self.max_ngram_len..(idx + 1) * self.max_ngram_len];
-        let len = row.iter().position(|&t| t == PAD_TOKEN).unwrap_or(row.len());
+        let len = row
+            .iter()
+            .position(|&t| t == PAD_TOKEN)
+            .unwrap_or(row.len());
         &row[..len]
     }
 

@@ -26,7 +26,9 @@ pub(crate) fn detached<T: Send>(
 
 /// Strong references to the texts of a list, so their UTF-8 buffers outlive the GIL
 /// release even if another thread mutates the list meanwhile.
-pub(crate) fn collect_strings<'py>(texts: &Bound<'py, PyList>) -> PyResult<Vec<Bound<'py, PyString>>> {
+pub(crate) fn collect_strings<'py>(
+    texts: &Bound<'py, PyList>,
+) -> PyResult<Vec<Bound<'py, PyString>>> {
     texts
         .iter()
         .enumerate()
@@ -75,9 +77,8 @@ fn arrow_views<'a>(data: &'a [u8], offsets: &[i64]) -> PyResult<Vec<&'a str>> {
                     data.len()
                 )));
             }
-            std::str::from_utf8(&data[start as usize..end as usize]).map_err(|e| {
-                PyValueError::new_err(format!("texts[{i}] is not valid UTF-8: {e}"))
-            })
+            std::str::from_utf8(&data[start as usize..end as usize])
+                .map_err(|e| PyValueError::new_err(format!("texts[{i}] is not valid UTF-8: {e}")))
         })
         .collect()
 }
@@ -90,6 +91,32 @@ fn check_out(out: &PyReadwriteArray2<'_, f32>, n: usize, dim: usize) -> PyResult
         )));
     }
     Ok(())
+}
+
+/// TF-IDF rows as CSR arrays: (indptr int64, indices uint32, data float32).
+pub(crate) type CsrArrays<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray1<f32>>,
+);
+
+/// Shared by `Model.tfidf` and `Featurizer.tfidf`.
+pub(crate) fn tfidf_arrays<'py>(
+    py: Python<'py>,
+    featurizer: &luxical_core::Featurizer,
+    texts: &Bound<'py, PyList>,
+    num_threads: Option<usize>,
+) -> PyResult<CsrArrays<'py>> {
+    let strings = collect_strings(texts)?;
+    let views = utf8_views(&strings)?;
+    let csr = detached(py, "computing TF-IDF", || {
+        featurizer.tfidf(&views, num_threads)
+    })?;
+    Ok((
+        csr.indptr.into_pyarray(py),
+        csr.indices.into_pyarray(py),
+        csr.data.into_pyarray(py),
+    ))
 }
 
 /// A loaded Luxical model (native). Use `luxical.Embedder`, which wraps it.
@@ -146,15 +173,30 @@ impl Model {
 
     /// Serialises to `.npz` bytes.
     #[pyo3(signature = (writer_version, first_layer_f16=false))]
-    fn to_bytes<'py>(&self, py: Python<'py>, writer_version: &str, first_layer_f16: bool) -> PyResult<Bound<'py, PyBytes>> {
-        let bytes = detached(py, "saving a model", || self.inner.to_bytes(writer_version, first_layer_f16))?;
+    fn to_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        writer_version: &str,
+        first_layer_f16: bool,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = detached(py, "saving a model", || {
+            self.inner.to_bytes(writer_version, first_layer_f16)
+        })?;
         Ok(PyBytes::new(py, &bytes))
     }
 
     /// Writes the model file atomically.
     #[pyo3(signature = (path, writer_version, first_layer_f16=false))]
-    fn save(&self, py: Python<'_>, path: PathBuf, writer_version: &str, first_layer_f16: bool) -> PyResult<()> {
-        detached(py, "saving a model", || self.inner.save(&path, writer_version, first_layer_f16))
+    fn save(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        writer_version: &str,
+        first_layer_f16: bool,
+    ) -> PyResult<()> {
+        detached(py, "saving a model", || {
+            self.inner.save(&path, writer_version, first_layer_f16)
+        })
     }
 
     /// Embeds a list of str into `out` (shape (n, dim), float32, C-contiguous).
@@ -170,7 +212,9 @@ impl Model {
         let views = utf8_views(&strings)?;
         check_out(&out, views.len(), self.inner.dim())?;
         let out = out.as_slice_mut()?;
-        detached(py, "embedding", || self.inner.embed_into(&views, out, num_threads))
+        detached(py, "embedding", || {
+            self.inner.embed_into(&views, out, num_threads)
+        })
     }
 
     /// Embeds Arrow-layout UTF-8 strings (`data`, `offsets` of n+1 entries) into `out`.
@@ -186,7 +230,9 @@ impl Model {
         let views = arrow_views(data.as_slice()?, offsets.as_slice()?)?;
         check_out(&out, views.len(), self.inner.dim())?;
         let out = out.as_slice_mut()?;
-        detached(py, "embedding", || self.inner.embed_into(&views, out, num_threads))
+        detached(py, "embedding", || {
+            self.inner.embed_into(&views, out, num_threads)
+        })
     }
 
     /// Token ids of each text: (ids uint32, offsets int64 of n+1 entries).
@@ -199,7 +245,9 @@ impl Model {
     ) -> PyResult<(Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<i64>>)> {
         let strings = collect_strings(texts)?;
         let views = utf8_views(&strings)?;
-        let (ids, offsets) = detached(py, "tokenizing", || self.inner.tokenize(&views, num_threads))?;
+        let (ids, offsets) = detached(py, "tokenizing", || {
+            self.inner.tokenize(&views, num_threads)
+        })?;
         Ok((ids.into_pyarray(py), offsets.into_pyarray(py)))
     }
 
@@ -211,11 +259,8 @@ impl Model {
         py: Python<'py>,
         texts: &Bound<'py, PyList>,
         num_threads: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<f32>>)> {
-        let strings = collect_strings(texts)?;
-        let views = utf8_views(&strings)?;
-        let csr = detached(py, "computing TF-IDF", || self.inner.tfidf(&views, num_threads))?;
-        Ok((csr.indptr.into_pyarray(py), csr.indices.into_pyarray(py), csr.data.into_pyarray(py)))
+    ) -> PyResult<CsrArrays<'py>> {
+        tfidf_arrays(py, self.inner.featurizer(), texts, num_threads)
     }
 
     /// Output embedding dimension.

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use crate::errors::to_pyerr;
-use crate::model::{collect_strings, detached, utf8_views};
+use crate::model::{collect_strings, detached, tfidf_arrays, utf8_views, CsrArrays};
 
 /// A Hugging Face tokenizer (truncation and padding off) that returns u32 ids.
 #[pyclass(module = "luxical._luxical", frozen)]
@@ -37,7 +37,9 @@ impl Tokenizer {
     ) -> PyResult<(Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<i64>>)> {
         let strings = collect_strings(texts)?;
         let views = utf8_views(&strings)?;
-        let docs = detached(py, "tokenizing", || self.inner.encode_batch(&views, num_threads))?;
+        let docs = detached(py, "tokenizing", || {
+            self.inner.encode_batch(&views, num_threads)
+        })?;
         let (ids, offsets) = luxical_core::tokenize::concat_ids(docs);
         Ok((ids.into_pyarray(py), offsets.into_pyarray(py)))
     }
@@ -85,11 +87,8 @@ impl Featurizer {
         py: Python<'py>,
         texts: &Bound<'py, PyList>,
         num_threads: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<f32>>)> {
-        let strings = collect_strings(texts)?;
-        let views = utf8_views(&strings)?;
-        let csr = detached(py, "computing TF-IDF", || self.inner.tfidf(&views, num_threads))?;
-        Ok((csr.indptr.into_pyarray(py), csr.indices.into_pyarray(py), csr.data.into_pyarray(py)))
+    ) -> PyResult<CsrArrays<'py>> {
+        tfidf_arrays(py, &self.inner, texts, num_threads)
     }
 
     /// Number of texts each vocabulary n-gram occurs in (uint64 [vocab_size]).
@@ -102,7 +101,9 @@ impl Featurizer {
     ) -> PyResult<Bound<'py, PyArray1<u64>>> {
         let strings = collect_strings(texts)?;
         let views = utf8_views(&strings)?;
-        let df = detached(py, "counting document frequencies", || self.inner.document_frequencies(&views, num_threads))?;
+        let df = detached(py, "counting document frequencies", || {
+            self.inner.document_frequencies(&views, num_threads)
+        })?;
         Ok(df.into_pyarray(py))
     }
 
@@ -128,7 +129,13 @@ impl SpaceSaving {
 
     /// Tokenizes `texts` (in parallel) and counts their n-grams into the summary.
     #[pyo3(signature = (tokenizer, texts, num_threads=None))]
-    fn update(&mut self, py: Python<'_>, tokenizer: &Tokenizer, texts: &Bound<'_, PyList>, num_threads: Option<usize>) -> PyResult<()> {
+    fn update(
+        &mut self,
+        py: Python<'_>,
+        tokenizer: &Tokenizer,
+        texts: &Bound<'_, PyList>,
+        num_threads: Option<usize>,
+    ) -> PyResult<()> {
         let strings = collect_strings(texts)?;
         let views = utf8_views(&strings)?;
         let summary = &mut self.inner;
@@ -140,7 +147,12 @@ impl SpaceSaving {
     }
 
     /// Counts already tokenized documents (ids uint32 + offsets int64).
-    fn update_tokens(&mut self, py: Python<'_>, ids: PyReadonlyArray1<'_, u32>, offsets: PyReadonlyArray1<'_, i64>) -> PyResult<()> {
+    fn update_tokens(
+        &mut self,
+        py: Python<'_>,
+        ids: PyReadonlyArray1<'_, u32>,
+        offsets: PyReadonlyArray1<'_, i64>,
+    ) -> PyResult<()> {
         let ids = ids.as_slice()?;
         let offsets = offsets.as_slice()?;
         for w in offsets.windows(2) {
@@ -165,7 +177,14 @@ impl SpaceSaving {
     /// (ngrams uint32 [k, max_ngram_len] padded, counts uint64, errors uint64), by count
     /// descending. `count - error <= true count <= count`.
     #[allow(clippy::type_complexity)]
-    fn items<'py>(&self, py: Python<'py>) -> (Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<u64>>) {
+    fn items<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> (
+        Bound<'py, PyArray1<u32>>,
+        Bound<'py, PyArray1<u64>>,
+        Bound<'py, PyArray1<u64>>,
+    ) {
         let n = self.inner.max_ngram_len();
         let items = self.inner.items();
         let mut rows = Vec::with_capacity(items.len() * n);
@@ -177,7 +196,11 @@ impl SpaceSaving {
             counts.push(c);
             errors.push(e);
         }
-        (rows.into_pyarray(py), counts.into_pyarray(py), errors.into_pyarray(py))
+        (
+            rows.into_pyarray(py),
+            counts.into_pyarray(py),
+            errors.into_pyarray(py),
+        )
     }
 
     #[getter]
@@ -243,7 +266,11 @@ pub fn exact_ngram_counts<'py>(
     let offsets = offsets.as_slice()?;
     let docs: Vec<Vec<u32>> = offsets
         .windows(2)
-        .map(|w| ids.get(w[0] as usize..w[1] as usize).map(<[u32]>::to_vec).ok_or_else(|| PyValueError::new_err("offsets out of bounds")))
+        .map(|w| {
+            ids.get(w[0] as usize..w[1] as usize)
+                .map(<[u32]>::to_vec)
+                .ok_or_else(|| PyValueError::new_err("offsets out of bounds"))
+        })
         .collect::<PyResult<_>>()?;
     let counts = luxical_core::summary::exact_counts(&docs, max_ngram_len);
     let mut rows = Vec::with_capacity(counts.len() * max_ngram_len);
