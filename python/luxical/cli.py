@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-ngram-len", type=int, default=5)
     tr.add_argument("--vocab-size", type=int, default=250_000)
     tr.add_argument("--min-count", type=int, default=2)
-    tr.add_argument("--idf", choices=["df", "pseudo"], default="df")
+    tr.add_argument("--idf", choices=["df", "pseudo"], default="pseudo")
     tr.add_argument("--dims", type=int, nargs="+", default=[256, 1024, 256])
     tr.add_argument("--epochs", type=float, default=30.0)
     tr.add_argument("--batch-size", type=int, default=1024)

@@ -37,7 +37,7 @@ class DistillConfig:
     max_ngram_len: int = 5
     vocab_size: int = 250_000
     min_count: int = 2
-    idf: str = "df"
+    idf: str = "pseudo"
     summary_capacity: int = 4_000_000
     dims: tuple[int, ...] = (256, 1024, 256)
     epochs: float = 30.0
@@ -171,7 +171,7 @@ def distill(
     seed: int = 0,
     device: str | None = None,
     min_count: int = 2,
-    idf: str = "df",
+    idf: str = "pseudo",
     holdout: int = 500,
     limit: int | None = None,
     text_column: str = "text",
@@ -206,7 +206,9 @@ def distill(
         seed: Seeds the document order, initialisation and batches (deterministic on CPU).
         device: "cpu", "cuda", ... (default: cuda when available).
         min_count: Least guaranteed count of a kept n-gram.
-        idf: "df" (ln N/df, default) or "pseudo" (the reference's ln total - ln count).
+        idf: "pseudo" (default; the reference's ln total - ln count) or "df" (ln N/df).
+            Measured on the dev suite (10k docs, 100k n-grams, 15 epochs): pseudo 0.220,
+            df 0.215; held-out agreement Pearson 0.717 vs 0.715.
         holdout: Documents held back to report agreement with the teacher.
         limit: Use only the first `limit` (shuffled) documents for training.
         work_dir: Teacher-embedding cache and checkpoints (default: beside `out`).
