@@ -20,5 +20,21 @@ fi
 cargo test --quiet -p luxical-core
 # The native module's type stubs match what it exports (pydantic-core's habit).
 (cd tests && ../.venv/bin/python -m mypy.stubtest luxical._luxical)
-# From the repo root, `python/` is not on sys.path: tests import the installed wheel.
-.venv/bin/python -m pytest tests -q "$@"
+
+# The sdist builds and installs from source in a fresh virtual environment.
+if [ "${LUXICAL_SKIP_SDIST:-0}" != 1 ]; then
+    tmp=$(mktemp -d)
+    .venv/bin/maturin sdist --out "$tmp/sdist" >/dev/null
+    python3 -m venv "$tmp/venv"
+    "$tmp/venv/bin/python" -m pip install -q "$tmp"/sdist/luxical-*.tar.gz
+    (cd "$tmp" && "$tmp/venv/bin/python" -c "import luxical; e = luxical.embed(['hello world']); assert e.shape == (1, 257), e.shape; print('sdist install ok', luxical.__version__)")
+    rm -rf "$tmp"
+fi
+
+# API reference from the docstrings (warnings are errors).
+bash scripts/docs.sh
+
+# Against the installed wheel only: from the repo root `python/` is not on sys.path, and
+# the Rust toolchain is taken off PATH.
+env PATH="$PWD/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" LUXICAL_EXPECT_INSTALLED=1 \
+    .venv/bin/python -m pytest tests -q "$@"
