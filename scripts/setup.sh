@@ -16,6 +16,6 @@ rm -rf dist
 # zig links against an old glibc: a manylinux2014 (glibc 2.17) wheel that installs on any
 # x86-64 Linux cluster node. The default target CPU is the x86-64 baseline; the GEMM
 # kernels pick AVX/FMA at run time, so no node gets an illegal instruction.
-.venv/bin/maturin build --release --quiet --zig --compatibility manylinux2014 --out dist
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/maturin build --release --quiet --zig --compatibility manylinux2014 --out dist
 .venv/bin/python -m pip install -q --force-reinstall --no-deps dist/luxical-*.whl
 .venv/bin/python -m pip install -q 'numpy>=1.24' "$@"
