@@ -296,3 +296,32 @@ def test_float16_first_layer_halves_the_file(fixture_embedder, real_texts, tmp_p
     assert cos.min() >= 0.999
     with pytest.raises(ValueError, match="first_layer_dtype"):
         fixture_embedder.save(tmp_path / "x.npz", first_layer_dtype="int4")
+
+
+def test_interrupted_training_resumes_to_the_same_model(docs, static_teacher, tmp_path, monkeypatch):
+    """Training killed mid-run resumes from its last checkpoint and ends with exactly the
+    weights of an uninterrupted run (same batches, optimizer state and RNG)."""
+    import luxical.training.distill as distill_module
+
+    kw = dict(vocab_size=5000, min_count=1, dims=(16, 8), epochs=4, batch_size=64, holdout=50, progress=False,
+              checkpoint_every=3)
+    straight, _ = distill(docs[:400], static_teacher, None, work_dir=tmp_path / "a", **kw)
+
+    real_loss = distill_module.gram_kl_loss
+    calls = {"n": 0}
+
+    def failing_loss(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 8:  # 8th loss evaluation (train and held-out both count): past the step-3 checkpoint
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(distill_module, "gram_kl_loss", failing_loss)
+    with pytest.raises(KeyboardInterrupt):
+        distill(docs[:400], static_teacher, None, work_dir=tmp_path / "b", **kw)
+    assert (tmp_path / "b" / "checkpoint.pt").is_file()
+    monkeypatch.setattr(distill_module, "gram_kl_loss", real_loss)
+    resumed, _ = distill(docs[:400], static_teacher, None, work_dir=tmp_path / "b", **kw)
+    assert not (tmp_path / "b" / "checkpoint.pt").is_file()
+    for x, y in zip(straight.layers, resumed.layers):
+        np.testing.assert_array_equal(x, y)
