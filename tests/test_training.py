@@ -276,8 +276,8 @@ def test_teacher_vector_init_embeds_weighted_sum_of_ngram_vectors(docs, bert_tok
     model = init_from_vectors(bert_tokenizer_json, ngrams, idf, vectors, dim=dim)
     assert model.layer_dims == [len(uniq), dim, dim]
     x = vectors.astype(np.float64) - vectors.mean(0)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    coords = x @ vt[: dim - 1].T
+    _, sv, vt = np.linalg.svd(x, full_matrices=False)
+    coords = (x @ vt[: dim - 1].T) / sv[: dim - 1] ** 0.75  # the default partial whitening
     want = model.tfidf(docs[:200]).astype(np.float64) @ coords
     want /= np.linalg.norm(want, axis=1, keepdims=True)
     got = model(docs[:200]).astype(np.float64)

@@ -19,6 +19,7 @@ import numpy as np
 
 from luxical._luxical import __version__
 from luxical.embedder import Embedder
+from luxical.quantize import dequantize, quantize
 from luxical.errors import (
     LuxicalError,
     ModelFormatError,
@@ -34,8 +35,10 @@ __all__ = [
     "UnsupportedFormatVersionError",
     "__version__",
     "default_model_path",
+    "dequantize",
     "embed",
     "load",
+    "quantize",
 ]
 
 _DEFAULT_MODEL_FILE = Path(__file__).parent / "models" / "default.npz"
