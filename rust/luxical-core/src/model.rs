@@ -89,17 +89,6 @@ impl Featurizer {
         &self.idf
     }
 
-    /// Token ids of every text, in parallel. Returns concatenated ids and offsets.
-    pub fn tokenize(
-        &self,
-        texts: &[&str],
-        num_threads: Option<usize>,
-    ) -> Result<(Vec<u32>, Vec<i64>)> {
-        Ok(crate::tokenize::concat_ids(
-            self.tokenizer.encode_batch(texts, num_threads)?,
-        ))
-    }
-
     /// Normalised TF-IDF rows of every text, in parallel.
     pub fn tfidf(&self, texts: &[&str], num_threads: Option<usize>) -> Result<Csr> {
         let rows: Vec<(Vec<u32>, Vec<f32>)> = threads::pool(num_threads)?.install(|| {
@@ -407,15 +396,6 @@ impl Model {
     /// Output embedding dimension.
     pub fn dim(&self) -> usize {
         self.network.output_dim()
-    }
-
-    /// Token ids of every text (see `Featurizer::tokenize`).
-    pub fn tokenize(
-        &self,
-        texts: &[&str],
-        num_threads: Option<usize>,
-    ) -> Result<(Vec<u32>, Vec<i64>)> {
-        self.featurizer.tokenize(texts, num_threads)
     }
 
     /// Normalised TF-IDF rows of every text (see `Featurizer::tfidf`).

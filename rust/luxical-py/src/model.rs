@@ -100,6 +100,25 @@ pub(crate) type CsrArrays<'py> = (
     Bound<'py, PyArray1<f32>>,
 );
 
+/// Token ids as (ids uint32, offsets int64 of n+1 entries).
+pub(crate) type TokenArrays<'py> = (Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<i64>>);
+
+/// Shared by `Model.tokenize` and `Tokenizer.tokenize`.
+pub(crate) fn tokenize_arrays<'py>(
+    py: Python<'py>,
+    tokenizer: &luxical_core::tokenize::TextTokenizer,
+    texts: &Bound<'py, PyList>,
+    num_threads: Option<usize>,
+) -> PyResult<TokenArrays<'py>> {
+    let strings = collect_strings(texts)?;
+    let views = utf8_views(&strings)?;
+    let docs = detached(py, "tokenizing", || {
+        tokenizer.encode_batch(&views, num_threads)
+    })?;
+    let (ids, offsets) = luxical_core::tokenize::concat_ids(docs);
+    Ok((ids.into_pyarray(py), offsets.into_pyarray(py)))
+}
+
 /// Shared by `Model.tfidf` and `Featurizer.tfidf`.
 pub(crate) fn tfidf_arrays<'py>(
     py: Python<'py>,
@@ -242,13 +261,8 @@ impl Model {
         py: Python<'py>,
         texts: &Bound<'py, PyList>,
         num_threads: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<i64>>)> {
-        let strings = collect_strings(texts)?;
-        let views = utf8_views(&strings)?;
-        let (ids, offsets) = detached(py, "tokenizing", || {
-            self.inner.tokenize(&views, num_threads)
-        })?;
-        Ok((ids.into_pyarray(py), offsets.into_pyarray(py)))
+    ) -> PyResult<TokenArrays<'py>> {
+        tokenize_arrays(py, self.inner.tokenizer(), texts, num_threads)
     }
 
     /// L2-normalised TF-IDF rows as CSR arrays (indptr int64, indices uint32, data float32).

@@ -11,7 +11,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use crate::errors::to_pyerr;
-use crate::model::{collect_strings, detached, tfidf_arrays, utf8_views, CsrArrays};
+use crate::model::{
+    collect_strings, detached, tfidf_arrays, tokenize_arrays, utf8_views, CsrArrays, TokenArrays,
+};
 
 /// A Hugging Face tokenizer (truncation and padding off) that returns u32 ids.
 #[pyclass(module = "luxical._luxical", frozen)]
@@ -34,14 +36,8 @@ impl Tokenizer {
         py: Python<'py>,
         texts: &Bound<'py, PyList>,
         num_threads: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<i64>>)> {
-        let strings = collect_strings(texts)?;
-        let views = utf8_views(&strings)?;
-        let docs = detached(py, "tokenizing", || {
-            self.inner.encode_batch(&views, num_threads)
-        })?;
-        let (ids, offsets) = luxical_core::tokenize::concat_ids(docs);
-        Ok((ids.into_pyarray(py), offsets.into_pyarray(py)))
+    ) -> PyResult<TokenArrays<'py>> {
+        tokenize_arrays(py, &self.inner, texts, num_threads)
     }
 
     /// The tokenizer JSON (with truncation and padding off when they were on).
