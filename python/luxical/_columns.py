@@ -1,0 +1,115 @@
+"""Embedding one text column of a data-engine batch (Spark, Dask, Ray, the CLI), with a
+null policy and optional quantisation, shared by the integrations."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from luxical.embedder import Embedder
+from luxical.quantize import quantize as _quantize
+
+NullPolicy = Literal["error", "empty", "null"]
+_NULL_POLICIES = ("error", "empty", "null")
+_PRECISIONS = (None, "uint8", "int8", "binary")
+
+
+def check_options(nulls: str, quantize: str | None) -> None:
+    """Refuses unknown option values early (on the driver, not inside a remote task)."""
+    if nulls not in _NULL_POLICIES:
+        raise ValueError(f'nulls must be "error", "empty" or "null", got {nulls!r}')
+    if quantize not in _PRECISIONS:
+        raise ValueError(f'quantize must be None, "uint8", "int8" or "binary", got {quantize!r}')
+
+
+def null_mask(texts: Any) -> np.ndarray | None:
+    """Boolean mask of the null items (None/NaN in Python containers, nulls in Arrow), or
+    None when there are none."""
+    module = type(texts).__module__
+    if module.startswith("pyarrow"):
+        if texts.null_count == 0:
+            return None
+        return np.asarray(texts.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if module.startswith("pandas"):
+        mask = texts.isna().to_numpy(dtype=bool)
+    else:
+        mask = np.fromiter((t is None or (isinstance(t, float) and t != t) for t in texts), dtype=bool, count=len(texts))
+    return mask if mask.any() else None
+
+
+def embed_column(
+    model: Embedder,
+    texts: Any,
+    *,
+    nulls: str = "error",
+    quantize: str | None = None,
+    num_threads: int | None = None,
+    batch_size: int = 4096,
+    where: str = "texts",
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Embeds a column that may hold nulls.
+
+    Returns ``(emb, mask)``: the (n, dim) float32 embeddings (or quantised codes), and the
+    null mask when ``nulls="null"`` and the column has nulls (those rows are zero in
+    `emb` and should be written as nulls), else None.
+
+    Raises:
+        ValueError: a null under ``nulls="error"``, naming its index within `where`.
+    """
+    mask = null_mask(texts)
+    if mask is not None:
+        if nulls == "error":
+            first = int(np.flatnonzero(mask)[0])
+            raise ValueError(
+                f"{where}[{first}] is null ({int(mask.sum())} nulls in this batch); "
+                'pass nulls="empty" to embed nulls as zero vectors or nulls="null" to keep them null'
+            )
+        texts = _fill_nulls(texts, mask)
+    emb = model(texts, num_threads=num_threads, batch_size=batch_size)
+    if quantize is not None:
+        emb = _quantize(emb, quantize)  # type: ignore[arg-type]
+    if mask is not None and nulls == "null":
+        emb[mask] = 0
+        return emb, mask
+    return emb, None
+
+
+def _fill_nulls(texts: Any, mask: np.ndarray) -> Any:
+    module = type(texts).__module__
+    if module.startswith("pyarrow"):
+        import pyarrow.compute as pc
+
+        return pc.fill_null(texts, "")
+    if module.startswith("pandas"):
+        return texts.fillna("")
+    return ["" if m else t for t, m in zip(texts, mask)]
+
+
+def to_arrow_list(emb: np.ndarray, mask: np.ndarray | None = None, *, large: bool = False) -> Any:
+    """A ``pyarrow`` list array (one list per row of `emb`), null where `mask` is True;
+    the values buffer is `emb` itself (zero-copy for a C-contiguous array)."""
+    import pyarrow as pa
+
+    emb = np.ascontiguousarray(emb)
+    n, dim = emb.shape
+    offset_type = np.int64 if large else np.int32
+    offsets = pa.py_buffer(np.arange(0, (n + 1) * dim, dim, dtype=offset_type)[: n + 1])
+    values = pa.array(emb.reshape(-1))
+    validity = None if mask is None else pa.array(~mask).buffers()[1]
+    list_type = pa.large_list(values.type) if large else pa.list_(values.type)
+    null_count = 0 if mask is None else int(mask.sum())
+    return pa.Array.from_buffers(list_type, n, [validity, offsets], null_count=null_count, children=[values])
+
+
+def to_arrow_binary(codes: np.ndarray, mask: np.ndarray | None = None) -> Any:
+    """A ``pyarrow`` binary array whose row i holds the bytes of ``codes[i]`` (uint8
+    codes: the compact form of ``"uint8"`` and ``"binary"`` quantisation)."""
+    import pyarrow as pa
+
+    codes = np.ascontiguousarray(codes)
+    n, width = codes.shape
+    offsets = pa.py_buffer(np.arange(0, (n + 1) * width, width, dtype=np.int32)[: n + 1])
+    validity = None if mask is None else pa.array(~mask).buffers()[1]
+    null_count = 0 if mask is None else int(mask.sum())
+    return pa.Array.from_buffers(pa.binary(), n, [validity, offsets, pa.py_buffer(codes)], null_count=null_count)

@@ -1,0 +1,144 @@
+"""Dask integration (needs ``dask[dataframe]``; ``distributed`` for clusters).
+
+::
+
+    import luxical.dask
+    emb = luxical.dask.embed_array(ddf["text"], model="model.npz")    # dask array (n, dim)
+    ser = luxical.dask.embed_series(ddf["text"], model="model.npz")   # Series of vectors
+
+or the ``map_partitions`` recipe they wrap::
+
+    ddf["text"].map_partitions(luxical.dask.embed_partition, "model.npz", meta=("text", object))
+
+The model travels to the workers as its path (a few bytes per task) and is loaded once
+per worker process (``luxical.load`` caches it), so the file must be readable on every
+worker: a shared filesystem, or the default model shipped in the wheel (``model=None``).
+Give each worker process as many threads as it has cores to spare with ``num_threads``
+(default: all cores, which oversubscribes when a host runs several worker processes).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import luxical
+from luxical._columns import check_options, embed_column
+from luxical.embedder import Embedder
+
+if TYPE_CHECKING:
+    import dask.array as da
+    import dask.dataframe as dd
+    import pandas as pd
+
+__all__ = ["embed_array", "embed_partition", "embed_series"]
+
+def _model_arg(model: str | os.PathLike[str] | Embedder | None) -> str | Embedder | None:
+    """What travels to the workers: a path string (or None), or an in-memory Embedder
+    (pickled by bytes)."""
+    if model is None:
+        return None
+    if isinstance(model, Embedder):
+        source = getattr(model, "_source", None)
+        return str(source) if source is not None and Path(source).is_file() else model
+    path = Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    return str(path.resolve())
+
+
+def embed_partition(
+    texts: pd.Series,
+    model: str | Embedder | None = None,
+    *,
+    nulls: str = "error",
+    num_threads: int | None = None,
+    batch_size: int = 4096,
+) -> pd.Series:
+    """Embeds one pandas partition: a Series (same index) of float32 vectors.
+
+    Null texts: ``"error"`` raises naming the row label, ``"empty"`` gives a zero vector,
+    ``"null"`` gives None.
+    """
+    import pandas as pd
+
+    if nulls == "error":
+        _refuse_nulls(texts)
+    embedder = luxical.load(model)
+    emb, mask = embed_column(embedder, texts, nulls=nulls, num_threads=num_threads, batch_size=batch_size)
+    rows: list[Any] = list(emb)
+    if mask is not None:
+        for i in np.flatnonzero(mask):
+            rows[i] = None
+    return pd.Series(rows, index=texts.index, name=texts.name, dtype=object)
+
+
+def _refuse_nulls(texts: pd.Series) -> None:
+    mask = texts.isna().to_numpy(dtype=bool)
+    if mask.any():
+        label = texts.index[int(np.flatnonzero(mask)[0])]
+        label = label.item() if hasattr(label, "item") else label
+        raise ValueError(
+            f"text at index label {label!r} is null ({int(mask.sum())} nulls in this partition); "
+            'pass nulls="empty" to embed nulls as zero vectors or nulls="null" to keep them null'
+        )
+
+
+def _embed_block(texts: pd.Series, model: str | Embedder | None, nulls: str, num_threads: int | None, batch_size: int) -> np.ndarray:
+    if nulls == "error":
+        _refuse_nulls(texts)
+    embedder = luxical.load(model)
+    emb, _ = embed_column(embedder, texts, nulls=nulls, num_threads=num_threads, batch_size=batch_size)
+    return emb
+
+
+def embed_series(
+    series: dd.Series,
+    model: str | os.PathLike[str] | Embedder | None = None,
+    *,
+    nulls: str = "error",
+    num_threads: int | None = None,
+    batch_size: int = 4096,
+) -> dd.Series:
+    """A dask Series of float32 vectors (object dtype), same index and partitions as
+    `series`."""
+    check_options(nulls, None)
+    return series.map_partitions(
+        embed_partition, _model_arg(model), nulls=nulls, num_threads=num_threads,
+        batch_size=batch_size, meta=(series.name, object),
+    )
+
+
+def embed_array(
+    series: dd.Series,
+    model: str | os.PathLike[str] | Embedder | None = None,
+    *,
+    nulls: str = "error",
+    num_threads: int | None = None,
+    batch_size: int = 4096,
+) -> da.Array:
+    """A dask array ``(n, dim)`` float32, one block per partition of `series` (the block
+    lengths are unknown until computed; ``.compute_chunk_sizes()`` finds them). Nulls:
+    ``"error"`` or ``"empty"`` (zero rows)."""
+    import dask
+    import dask.array as da
+
+    check_options(nulls, None)
+    if nulls == "null":
+        raise ValueError('embed_array cannot hold nulls; use nulls="empty" or embed_series')
+    arg = _model_arg(model)
+    dim = luxical.load(model).dim if not isinstance(arg, Embedder) else arg.dim
+    blocks = [
+        da.from_delayed(
+            dask.delayed(_embed_block)(part, arg, nulls, num_threads, batch_size),
+            shape=(np.nan, dim),
+            dtype=np.float32,
+        )
+        for part in series.to_delayed()
+    ]
+    if not blocks:
+        return da.zeros((0, dim), dtype=np.float32)
+    return da.concatenate(blocks, axis=0)

@@ -1,0 +1,375 @@
+"""Apache Spark integration (needs ``pyspark`` >= 3.3 and ``pyarrow``).
+
+Embed a text column of a DataFrame::
+
+    import luxical.spark
+    out = luxical.spark.embed_dataframe(df, "text", model="model.npz")
+    # every input column, plus "embedding": array<float>
+
+or as a column expression::
+
+    embed = luxical.spark.embed_udf(model="model.npz")
+    df.withColumn("embedding", embed("text"))
+
+Build a vocabulary on the cluster (one Space-Saving summary per partition, merged in a
+tree on the executors)::
+
+    vocab = luxical.spark.build_vocabulary(df, "text", tokenizer_json, vocab_size=2_000_000)
+
+How it runs: the model file is shipped once to every node with ``SparkContext.addFile``
+(the default model ships inside the wheel and is not shipped), loaded once per Python
+worker process (Spark reuses workers; the load is cached per process, never pickled per
+row or per batch), and each task embeds with ``spark.task.cpus`` threads so executors are
+not oversubscribed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import luxical
+from luxical._columns import check_options, embed_column, to_arrow_binary, to_arrow_list
+from luxical.embedder import Embedder
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+    from luxical._luxical import SpaceSaving
+    from luxical.training.vocab import NgramVocabulary
+
+__all__ = ["build_vocabulary", "count_ngrams", "document_frequencies", "embed_dataframe", "embed_udf"]
+
+# (kind, value): ("default", None) | ("sparkfile", file name) | ("path", absolute path)
+ModelRef = tuple[str, Any]
+
+
+def _ship_model(spark: Any, model: str | os.PathLike[str] | Embedder | None) -> ModelRef:
+    """Makes `model` reachable from every executor; returns how a worker finds it."""
+    if model is None:
+        return ("default", None)
+    if isinstance(model, Embedder):
+        source = getattr(model, "_source", None)
+        if source is not None and Path(source).is_file():
+            path = Path(source)
+        else:  # built in memory: write it once, named by its content
+            data = model.to_bytes()
+            name = f"luxical-{hashlib.sha256(data).hexdigest()[:20]}.npz"
+            path = Path(tempfile.gettempdir()) / "luxical-spark" / name
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
+    else:
+        path = Path(model)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file not found: {path}")
+    # Name the shipped copy by content so two models with the same base name, or a file
+    # rewritten between jobs, never collide in SparkFiles.
+    digest = _file_digest(path)
+    name = f"{path.stem}-{digest[:16]}{path.suffix}"
+    staged = Path(tempfile.gettempdir()) / "luxical-spark" / name
+    if not staged.is_file():
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        tmp = staged.with_suffix(f".{os.getpid()}.tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, staged)
+    sc = spark.sparkContext
+    shipped = getattr(sc, "_luxical_shipped", None)
+    if shipped is None:
+        shipped = set()
+        sc._luxical_shipped = shipped
+    if name not in shipped:
+        sc.addFile(str(staged))
+        shipped.add(name)
+    return ("sparkfile", name)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _worker_model(ref: ModelRef) -> Embedder:
+    """The model inside a Python worker, loaded once per process (``luxical.load`` cache)."""
+    kind, value = ref
+    if kind == "default":
+        return luxical.load()
+    if kind == "sparkfile":
+        from pyspark import SparkFiles
+
+        return luxical.load(SparkFiles.get(value))
+    return luxical.load(value)
+
+
+def _task_threads(num_threads: int | None) -> int:
+    """Threads for this task: explicit, else the task's ``spark.task.cpus``."""
+    if num_threads is not None:
+        return num_threads
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    if ctx is None:
+        return 1
+    try:
+        return max(1, int(ctx.cpus()))
+    except Exception:  # older Spark without TaskContext.cpus()
+        return max(1, int(ctx.getLocalProperty("spark.task.cpus") or 1))
+
+
+def _embedding_type(quantize: str | None) -> Any:
+    from pyspark.sql.types import ArrayType, BinaryType, ByteType, FloatType
+
+    if quantize is None:
+        return ArrayType(FloatType(), containsNull=False)
+    if quantize == "int8":
+        return ArrayType(ByteType(), containsNull=False)
+    return BinaryType()  # uint8 codes / packed sign bits, one byte string per row
+
+
+def _arrow_embedding(codes: np.ndarray, mask: np.ndarray | None, quantize: str | None) -> Any:
+    if quantize in ("uint8", "binary"):
+        return to_arrow_binary(codes, mask)
+    return to_arrow_list(codes, mask)
+
+
+def embed_dataframe(
+    df: DataFrame,
+    text_col: str = "text",
+    *,
+    model: str | os.PathLike[str] | Embedder | None = None,
+    output_col: str = "embedding",
+    nulls: str = "error",
+    quantize: str | None = None,
+    num_threads: int | None = None,
+    batch_size: int = 4096,
+) -> DataFrame:
+    """Adds an embedding column to `df` (lazily, like any transformation).
+
+    Runs as one ``mapInArrow`` pass: every input column is kept, row order and partitioning
+    are unchanged.
+
+    Args:
+        df: The DataFrame.
+        text_col: Name of its string column to embed.
+        model: Path of a ``.npz`` model, an `Embedder`, or None for the default model.
+        output_col: Name of the added column.
+        nulls: A null text: ``"error"`` fails the task naming the row, ``"empty"`` embeds
+            it as a zero vector, ``"null"`` gives a null embedding.
+        quantize: None (``array<float>``), ``"int8"`` (``array<tinyint>``), or ``"uint8"``
+            / ``"binary"`` (``binary``: the codes of one row as bytes; see
+            :func:`luxical.quantize`).
+        num_threads: Threads per task; default ``spark.task.cpus``.
+        batch_size: Texts per native call within an Arrow batch.
+
+    Returns:
+        A DataFrame with the columns of `df` and `output_col`.
+    """
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    check_options(nulls, quantize)
+    if text_col not in df.columns:
+        raise ValueError(f"no column {text_col!r} in the DataFrame (columns: {df.columns})")
+    if output_col in df.columns:
+        raise ValueError(f"the DataFrame already has a column {output_col!r}; pass another output_col")
+    if not isinstance(df.schema[text_col].dataType, StringType):
+        raise TypeError(f"column {text_col!r} is {df.schema[text_col].dataType.simpleString()}, expected string")
+    ref = _ship_model(df.sparkSession, model)
+    schema = StructType([*df.schema.fields, StructField(output_col, _embedding_type(quantize), nullable=True)])
+
+    def embed_batches(batches: Iterator[Any]) -> Iterator[Any]:
+        import pyarrow as pa
+
+        embedder = _worker_model(ref)
+        threads = _task_threads(num_threads)
+        for batch in batches:
+            texts = batch.column(batch.schema.get_field_index(text_col))
+            codes, mask = embed_column(
+                embedder, texts, nulls=nulls, quantize=quantize, num_threads=threads,
+                batch_size=batch_size, where=f"column {text_col!r} of this batch",
+            )
+            column = _arrow_embedding(codes, mask, quantize)
+            yield pa.RecordBatch.from_arrays([*batch.columns, column], names=[*batch.schema.names, output_col])
+
+    return df.mapInArrow(embed_batches, schema)
+
+
+def embed_udf(
+    *,
+    model: str | os.PathLike[str] | Embedder | None = None,
+    nulls: str = "error",
+    num_threads: int | None = None,
+    batch_size: int = 4096,
+) -> Any:
+    """A ``pandas_udf`` (``array<float>``) for ``df.withColumn(name, udf(text_column))``.
+
+    Must be called with an active SparkSession (the model file is shipped to the
+    executors). :func:`embed_dataframe` is faster (no pandas round trip).
+    """
+    from pyspark.sql import SparkSession
+    from pyspark.sql.functions import pandas_udf
+
+    check_options(nulls, None)
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        raise RuntimeError("embed_udf needs an active SparkSession")
+    ref = _ship_model(spark, model)
+
+    import typing
+
+    import pandas as pd
+
+    def luxical_embed(batches: Iterator[Any]) -> Iterator[Any]:
+        embedder = _worker_model(ref)
+        threads = _task_threads(num_threads)
+        for texts in batches:
+            emb, mask = embed_column(embedder, texts, nulls=nulls, num_threads=threads, batch_size=batch_size)
+            rows: list[Any] = list(emb)
+            if mask is not None:
+                for i in np.flatnonzero(mask):
+                    rows[i] = None
+            yield pd.Series(rows, index=texts.index)
+
+    # Spark picks the UDF kind (iterator of Series → iterator of Series: one model lookup
+    # per task, not per batch) from resolved type hints.
+    luxical_embed.__annotations__ = {"batches": typing.Iterator[pd.Series], "return": typing.Iterator[pd.Series]}
+    return pandas_udf(_embedding_type(None))(luxical_embed)  # type: ignore[call-overload]
+
+
+def count_ngrams(
+    df: DataFrame,
+    text_col: str,
+    tokenizer_json: str,
+    *,
+    max_ngram_len: int = 5,
+    capacity: int = 4_000_000,
+    num_threads: int | None = None,
+) -> SpaceSaving:
+    """Space-Saving summary of the 1..max_ngram_len-grams of a text column, computed per
+    partition on the executors and merged in a tree (``treeReduce``). Null texts are
+    skipped. Counts are exact when the distinct n-grams fit in `capacity`; otherwise each
+    count is within the summary's ``error_bound`` (see :func:`luxical.training.count_ngrams`).
+    """
+    from pyspark.sql.types import BinaryType, StructField, StructType
+
+    from luxical._luxical import SpaceSaving
+
+    if text_col not in df.columns:
+        raise ValueError(f"no column {text_col!r} in the DataFrame (columns: {df.columns})")
+    SpaceSaving(1, max_ngram_len)  # validates max_ngram_len on the driver
+
+    def summarise(batches: Iterator[Any]) -> Iterator[Any]:
+        import pyarrow as pa
+
+        from luxical._luxical import SpaceSaving, Tokenizer
+
+        tokenizer = Tokenizer(tokenizer_json)
+        summary = SpaceSaving(capacity, max_ngram_len)
+        threads = _task_threads(num_threads)
+        for batch in batches:
+            texts = batch.column(0).drop_null().to_pylist()
+            if texts:
+                summary.update(tokenizer, texts, threads)
+        yield pa.RecordBatch.from_arrays([pa.array([summary.to_bytes()], pa.binary())], names=["summary"])
+
+    schema = StructType([StructField("summary", BinaryType(), nullable=False)])
+    summaries = df.select(text_col).mapInArrow(summarise, schema).rdd.map(lambda row: bytes(row[0]))
+    if summaries.isEmpty():
+        return SpaceSaving(capacity, max_ngram_len)
+    return SpaceSaving.from_bytes(summaries.treeReduce(_merge_summaries))
+
+
+def _merge_summaries(a: bytes, b: bytes) -> bytes:
+    from luxical._luxical import SpaceSaving
+
+    merged = SpaceSaving.from_bytes(a)
+    merged.merge(SpaceSaving.from_bytes(b))
+    return merged.to_bytes()
+
+
+def build_vocabulary(
+    df: DataFrame,
+    text_col: str,
+    tokenizer_json: str,
+    *,
+    vocab_size: int,
+    max_ngram_len: int = 5,
+    capacity: int = 4_000_000,
+    min_count: int = 2,
+    idf: str = "pseudo",
+    num_threads: int | None = None,
+) -> NgramVocabulary:
+    """The n-gram vocabulary of a text column, built on the cluster: :func:`count_ngrams`,
+    then the selection of :func:`luxical.training.select_vocabulary`. With ``idf="df"``
+    the document frequencies are counted in a second distributed pass (summed per
+    partition on the executors).
+    """
+    from luxical.training.vocab import NgramVocabulary, select_vocabulary
+
+    if idf not in ("pseudo", "df"):
+        raise ValueError(f'idf must be "df" or "pseudo", got {idf!r}')
+    summary = count_ngrams(
+        df, text_col, tokenizer_json, max_ngram_len=max_ngram_len, capacity=capacity, num_threads=num_threads
+    )
+    vocab = select_vocabulary(summary, None, tokenizer_json, vocab_size=vocab_size, min_count=min_count, idf="pseudo")
+    if idf == "pseudo":
+        return vocab
+    n_docs, df_counts = document_frequencies(df, text_col, tokenizer_json, vocab.ngrams, num_threads=num_threads)
+    idf_values = (np.log(max(n_docs, 1)) - np.log(np.maximum(df_counts, 1.0))).astype(np.float32)
+    return NgramVocabulary(ngrams=vocab.ngrams, counts=vocab.counts, idf=idf_values)
+
+
+def document_frequencies(
+    df: DataFrame,
+    text_col: str,
+    tokenizer_json: str,
+    ngrams: np.ndarray,
+    *,
+    num_threads: int | None = None,
+) -> tuple[int, np.ndarray]:
+    """``(number of non-null texts, float64 document frequency of each n-gram)`` over a
+    text column, counted per partition on the executors and summed in a tree."""
+    from pyspark.sql.types import BinaryType, LongType, StructField, StructType
+
+    ngrams = np.ascontiguousarray(ngrams, dtype=np.uint32)
+    if ngrams.ndim != 2:
+        raise ValueError(f"ngrams must be (V, max_ngram_len), got shape {ngrams.shape}")
+    n_ngrams, max_len = ngrams.shape
+
+    def count(batches: Iterator[Any]) -> Iterator[Any]:
+        import pyarrow as pa
+
+        from luxical._luxical import Featurizer
+
+        featurizer = Featurizer(tokenizer_json, ngrams.ravel(), max_len, np.ones(n_ngrams, dtype=np.float32))
+        threads = _task_threads(num_threads)
+        total = np.zeros(n_ngrams, dtype=np.float64)
+        docs = 0
+        for batch in batches:
+            texts = batch.column(0).drop_null().to_pylist()
+            if texts:
+                total += featurizer.document_frequencies(texts, threads)
+                docs += len(texts)
+        yield pa.RecordBatch.from_arrays(
+            [pa.array([docs], pa.int64()), pa.array([total.tobytes()], pa.binary())], names=["docs", "df"]
+        )
+
+    schema = StructType([StructField("docs", LongType(), False), StructField("df", BinaryType(), False)])
+    parts = df.select(text_col).mapInArrow(count, schema).rdd.map(
+        lambda row: (int(row[0]), np.frombuffer(bytes(row[1]), dtype=np.float64))
+    )
+    if parts.isEmpty():
+        return 0, np.zeros(n_ngrams, dtype=np.float64)
+    docs, total = parts.treeReduce(lambda a, b: (a[0] + b[0], a[1] + b[1]))
+    return docs, np.asarray(total, dtype=np.float64)

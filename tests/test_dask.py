@@ -1,0 +1,88 @@
+"""luxical.dask on a real distributed.LocalCluster with worker processes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+dd = pytest.importorskip("dask.dataframe", reason="the Dask integration needs dask[dataframe] (installed by scripts/test.sh)")
+distributed = pytest.importorskip("distributed", reason="needs dask's distributed scheduler (installed by scripts/test.sh)")
+
+import pandas as pd  # noqa: E402
+
+import luxical  # noqa: E402
+import luxical.dask  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="3GiB"
+    ) as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def series(many_real_texts):
+    index = pd.Index(np.arange(len(many_real_texts)) * 3 + 1, name="doc_id")
+    pdf = pd.DataFrame({"text": many_real_texts}, index=index)
+    return dd.from_pandas(pdf, npartitions=12)["text"], pdf["text"]
+
+
+def _cached_models(client) -> dict[str, list[tuple[str, int]]]:
+    return client.run(lambda: sorted((k, id(v)) for k, v in __import__("luxical")._cache.items()))
+
+
+def test_embed_series_equals_local_and_keeps_the_index(client, series, fixture_embedder, fixture_model_path):
+    ds, local = series
+    out = luxical.dask.embed_series(ds, fixture_model_path, num_threads=1).compute()
+    assert out.index.equals(local.index)
+    np.testing.assert_array_equal(np.stack(out.to_numpy()), fixture_embedder(local.tolist()))
+
+
+def test_model_loaded_once_per_worker(client, series, fixture_model_path):
+    ds, _ = series
+    luxical.dask.embed_series(ds, fixture_model_path, num_threads=1).compute()
+    before = _cached_models(client)
+    luxical.dask.embed_series(ds, fixture_model_path, num_threads=1).compute()
+    after = _cached_models(client)
+    assert len(before) == 2  # two worker processes
+    key = str(fixture_model_path.resolve())
+    for worker, models in after.items():
+        # Every one of the 12 partitions per run used the worker's one cached load: the same
+        # object before and after a second run.
+        assert [k for k, _ in models].count(key) == 1
+        assert models == before[worker]
+
+
+def test_pickled_embedder_reuses_the_worker_cache(client, series, fixture_embedder):
+    ds, local = series
+    out = luxical.dask.embed_series(ds.head(500, compute=False), fixture_embedder).compute()
+    np.testing.assert_array_equal(np.stack(out.to_numpy()), fixture_embedder(local.head(500).tolist()))
+
+
+def test_embed_array(client, series, fixture_embedder, fixture_model_path):
+    ds, local = series
+    arr = luxical.dask.embed_array(ds, fixture_model_path, num_threads=1)
+    assert arr.shape[1] == fixture_embedder.dim and arr.dtype == np.float32
+    np.testing.assert_array_equal(arr.compute(), fixture_embedder(local.tolist()))
+
+
+def test_map_partitions_recipe_with_meta(client, series, fixture_embedder, fixture_model_path):
+    ds, local = series
+    out = ds.map_partitions(luxical.dask.embed_partition, str(fixture_model_path), meta=("text", object))
+    np.testing.assert_array_equal(np.stack(out.compute().to_numpy()), fixture_embedder(local.tolist()))
+
+
+def test_nulls(client, fixture_embedder, fixture_model_path):
+    pdf = pd.Series(["one document", None, "another document"], index=[10, 20, 30], name="text")
+    ds = dd.from_pandas(pdf, npartitions=1)
+    with pytest.raises(ValueError, match="index label 20 is null"):
+        luxical.dask.embed_series(ds, fixture_model_path).compute()
+    out = luxical.dask.embed_series(ds, fixture_model_path, nulls="null").compute()
+    assert out[20] is None
+    np.testing.assert_array_equal(np.stack([out[10], out[30]]), fixture_embedder(["one document", "another document"]))
+    empty = luxical.dask.embed_array(ds, fixture_model_path, nulls="empty").compute()
+    assert not empty[1].any()
+    with pytest.raises(ValueError, match="cannot hold nulls"):
+        luxical.dask.embed_array(ds, fixture_model_path, nulls="null")
