@@ -25,6 +25,8 @@ if [ ! -f .reference/luxical/embedder.py ]; then
 fi
 
 cargo test --quiet -p luxical-core
+# Each fuzz target for a bounded time (crashers found earlier are replayed by cargo test).
+bash scripts/fuzz.sh "${LUXICAL_FUZZ_SECONDS:-60}"
 # The native module's type stubs match what it exports (pydantic-core's habit).
 (cd tests && ../.venv/bin/python -m mypy.stubtest luxical._luxical)
 

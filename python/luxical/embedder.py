@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from luxical import _inputs
+from luxical._luxical import DEFAULT_MAX_TOKENS
 from luxical._luxical import Model as _NativeModel
 from luxical._luxical import __version__ as _native_version
 
@@ -198,6 +199,7 @@ class Embedder:
         num_threads: int | None = None,
         progress: bool = False,
         out: np.ndarray | None = None,
+        max_tokens: int | None = DEFAULT_MAX_TOKENS,
     ) -> np.ndarray:
         """Embeds texts.
 
@@ -212,6 +214,12 @@ class Embedder:
             progress: Show a tqdm progress bar (needs ``tqdm``).
             out: Optional preallocated C-contiguous float32 array of shape (n, dim) to
                 write into.
+            max_tokens: Each document is embedded from its first `max_tokens` tokens
+                (default 2**20, ~4 MB of English): time and memory per document stay
+                bounded, even for a 100 MB document, which is tokenized window by window
+                and only as far as needed. None embeds every token (memory then grows
+                with the longest document). The reference Luxical has no limit; outputs
+                differ only for documents longer than the limit.
 
         Returns:
             float32 array of shape ``(len(texts), dim)``; each row has unit L2 norm, or is
@@ -225,6 +233,7 @@ class Embedder:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        _check_max_tokens(max_tokens)
         prepared = _inputs.prepare_texts(texts)
         n = _inputs.count(prepared)
         if out is None:
@@ -241,9 +250,9 @@ class Embedder:
                 batch = _inputs.slice_prepared(prepared, start, end)
                 try:
                     if isinstance(batch, list):
-                        self._native.embed(batch, out[start:end], num_threads)
+                        self._native.embed(batch, out[start:end], num_threads, max_tokens)
                     else:
-                        self._native.embed_utf8(batch[0], batch[1], out[start:end], num_threads)
+                        self._native.embed_utf8(batch[0], batch[1], out[start:end], num_threads, max_tokens)
                 except (TypeError, ValueError) as exc:
                     raise _reindex(exc, start) from None
                 if bar is not None:
@@ -263,6 +272,7 @@ class Embedder:
         convert_to_numpy: bool = True,
         convert_to_tensor: bool = False,
         num_threads: int | None = None,
+        max_tokens: int | None = DEFAULT_MAX_TOKENS,
         **unused: Any,
     ) -> Any:
         """sentence-transformers-style alias of :meth:`__call__`.
@@ -283,6 +293,7 @@ class Embedder:
             batch_size=batch_size,
             num_threads=num_threads,
             progress=show_progress_bar,
+            max_tokens=max_tokens,
         )
         if single:
             emb = emb[0]
@@ -293,13 +304,19 @@ class Embedder:
         return emb
 
     # ------------------------------------------------------------------ stages
-    def tokenize(self, texts: Any, *, num_threads: int | None = None) -> list[np.ndarray]:
-        """Token ids of each text (uint32, no special tokens, never truncated)."""
+    def tokenize(
+        self, texts: Any, *, num_threads: int | None = None, max_tokens: int | None = DEFAULT_MAX_TOKENS
+    ) -> list[np.ndarray]:
+        """Token ids of each text (uint32, no special tokens; the first `max_tokens` of
+        them, see :meth:`__call__`; the tokenizer's own truncation is always off)."""
+        _check_max_tokens(max_tokens)
         texts = _as_list(texts)
-        ids, offsets = self._native.tokenize(texts, num_threads)
+        ids, offsets = self._native.tokenize(texts, num_threads, max_tokens)
         return [ids[offsets[i] : offsets[i + 1]] for i in range(len(texts))]
 
-    def tfidf(self, texts: Any, *, num_threads: int | None = None) -> scipy.sparse.csr_matrix:
+    def tfidf(
+        self, texts: Any, *, num_threads: int | None = None, max_tokens: int | None = DEFAULT_MAX_TOKENS
+    ) -> scipy.sparse.csr_matrix:
         """L2-normalised TF-IDF features, a ``(len(texts), vocab_size)`` float32 CSR matrix.
 
         Needs scipy. Within a row, columns are in first-occurrence order (as the
@@ -307,9 +324,15 @@ class Embedder:
         """
         import scipy.sparse
 
+        _check_max_tokens(max_tokens)
         texts = _as_list(texts)
-        indptr, indices, data = self._native.tfidf(texts, num_threads)
+        indptr, indices, data = self._native.tfidf(texts, num_threads, max_tokens)
         return scipy.sparse.csr_matrix((data, indices, indptr), shape=(len(texts), self.vocab_size))
+
+
+def _check_max_tokens(max_tokens: int | None) -> None:
+    if max_tokens is not None and (not isinstance(max_tokens, (int, np.integer)) or max_tokens < 1):
+        raise ValueError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
 
 
 def _as_list(texts: Any) -> list:

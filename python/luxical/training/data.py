@@ -11,16 +11,22 @@ from pathlib import Path
 
 def iter_texts(paths: Iterable[str | os.PathLike[str]], *, text_column: str = "text") -> Iterator[str]:
     """Yields the documents of each file in order. Null/empty documents are skipped (a
-    document without text teaches nothing); a missing column or field raises ValueError."""
+    document without text teaches nothing); a missing column or field, or a JSON value
+    that is not a string, raises ValueError naming the file (and line); a non-string
+    Parquet column raises ValueError."""
     for p in paths:
         path = Path(p)
         suffix = path.suffix.lower()
         if suffix == ".parquet":
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
             pf = pq.ParquetFile(path)
             if text_column not in pf.schema_arrow.names:
                 raise ValueError(f"{path}: no column {text_column!r} (columns: {pf.schema_arrow.names})")
+            column_type = pf.schema_arrow.field(text_column).type
+            if not (pa.types.is_string(column_type) or pa.types.is_large_string(column_type)):
+                raise ValueError(f"{path}: column {text_column!r} is {column_type}, expected string")
             for batch in pf.iter_batches(columns=[text_column], batch_size=8192):
                 for t in batch.column(0).to_pylist():
                     if t:
@@ -33,8 +39,11 @@ def iter_texts(paths: Iterable[str | os.PathLike[str]], *, text_column: str = "t
                     row = json.loads(line)
                     if text_column not in row:
                         raise ValueError(f"{path}:{lineno}: no field {text_column!r}")
-                    if row[text_column]:
-                        yield row[text_column]
+                    text = row[text_column]
+                    if text is not None and not isinstance(text, str):
+                        raise ValueError(f"{path}:{lineno}: field {text_column!r} is {type(text).__name__}, expected a string or null")
+                    if text:
+                        yield text
         else:
             with open(path, encoding="utf-8") as f:
                 for line in f:

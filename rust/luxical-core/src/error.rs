@@ -66,6 +66,10 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// The caller cancelled the batch (e.g. Ctrl-C in Python).
+    #[error("cancelled")]
+    Cancelled,
+
     /// Building a thread pool failed.
     #[error("cannot build a thread pool of {threads} threads: {message}")]
     ThreadPool { threads: usize, message: String },

@@ -47,10 +47,12 @@ pub enum Dtype {
 impl Dtype {
     fn parse(descr: &str) -> Option<Self> {
         // '|' = not applicable, '<' = little-endian, '=' native (we only run on LE).
-        let (order, code) = descr.split_at(1.min(descr.len()));
-        if !matches!(order, "<" | "|" | "=") {
+        // (split on the first char, not byte: a damaged header may start with any char)
+        let order = descr.chars().next()?;
+        if !matches!(order, '<' | '|' | '=') {
             return None;
         }
+        let code = &descr[1..];
         Some(match code {
             "u1" | "b1" | "i1" => Dtype::U8,
             "i4" => Dtype::I32,

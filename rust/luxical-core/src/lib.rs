@@ -3,9 +3,12 @@
 
 pub mod error;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mlp;
 pub mod model;
 pub mod ngrams;
+pub mod options;
 pub mod summary;
 pub mod tfidf;
 pub mod threads;
@@ -14,3 +17,4 @@ pub mod vocab;
 
 pub use error::{Error, Result};
 pub use model::{Csr, Featurizer, Model};
+pub use options::RunOptions;

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::format::{self, Dtype, NpyArray, NpyOut};
 use crate::mlp::{DenseLayer, Network};
+use crate::options::RunOptions;
 use crate::tfidf::apply_idf;
 use crate::threads;
 use crate::tokenize::TextTokenizer;
@@ -90,13 +91,14 @@ impl Featurizer {
     }
 
     /// Normalised TF-IDF rows of every text, in parallel.
-    pub fn tfidf(&self, texts: &[&str], num_threads: Option<usize>) -> Result<Csr> {
-        let rows: Vec<(Vec<u32>, Vec<f32>)> = threads::pool(num_threads)?.install(|| {
+    pub fn tfidf(&self, texts: &[&str], opts: &RunOptions<'_>) -> Result<Csr> {
+        let rows: Vec<(Vec<u32>, Vec<f32>)> = threads::pool(opts.num_threads)?.install(|| {
             texts
                 .par_iter()
                 .enumerate()
                 .map_init(Scratch::default, |s, (i, text)| {
-                    self.features_of(i, text, s)?;
+                    opts.check_cancelled()?;
+                    self.features_of(i, text, s, opts.max_tokens)?;
                     Ok((s.indices.clone(), s.values.clone()))
                 })
                 .collect::<Result<_>>()
@@ -114,20 +116,17 @@ impl Featurizer {
     }
 
     /// Number of texts each n-gram of the vocabulary occurs in.
-    pub fn document_frequencies(
-        &self,
-        texts: &[&str],
-        num_threads: Option<usize>,
-    ) -> Result<Vec<u64>> {
+    pub fn document_frequencies(&self, texts: &[&str], opts: &RunOptions<'_>) -> Result<Vec<u64>> {
         let v = self.vocab.len();
-        threads::pool(num_threads)?.install(|| {
+        threads::pool(opts.num_threads)?.install(|| {
             texts
                 .par_iter()
                 .enumerate()
                 .try_fold(
                     || (Scratch::default(), vec![0u64; v]),
                     |(mut s, mut df), (i, text)| {
-                        self.features_of(i, text, &mut s)?;
+                        opts.check_cancelled()?;
+                        self.features_of(i, text, &mut s, opts.max_tokens)?;
                         s.indices.iter().for_each(|&j| df[j as usize] += 1);
                         Ok((s, df))
                     },
@@ -144,9 +143,16 @@ impl Featurizer {
     }
 
     /// Tokenize → count n-grams → TF-IDF for one document, into `s.indices` / `s.values`.
-    fn features_of(&self, index: usize, text: &str, s: &mut Scratch) -> Result<()> {
+    fn features_of(
+        &self,
+        index: usize,
+        text: &str,
+        s: &mut Scratch,
+        max_tokens: Option<usize>,
+    ) -> Result<()> {
         s.tokens.clear();
-        self.tokenizer.encode_into(text, index, &mut s.tokens)?;
+        self.tokenizer
+            .encode_into(text, index, &mut s.tokens, max_tokens)?;
         s.features.clear();
         self.vocab
             .count_features(&s.tokens, &mut s.count, &mut s.features);
@@ -399,17 +405,12 @@ impl Model {
     }
 
     /// Normalised TF-IDF rows of every text (see `Featurizer::tfidf`).
-    pub fn tfidf(&self, texts: &[&str], num_threads: Option<usize>) -> Result<Csr> {
-        self.featurizer.tfidf(texts, num_threads)
+    pub fn tfidf(&self, texts: &[&str], opts: &RunOptions<'_>) -> Result<Csr> {
+        self.featurizer.tfidf(texts, opts)
     }
 
     /// Embeds `texts` into `out` (`[texts.len(), dim]` row-major), in parallel.
-    pub fn embed_into(
-        &self,
-        texts: &[&str],
-        out: &mut [f32],
-        num_threads: Option<usize>,
-    ) -> Result<()> {
+    pub fn embed_into(&self, texts: &[&str], out: &mut [f32], opts: &RunOptions<'_>) -> Result<()> {
         let dim = self.dim();
         if out.len() != texts.len() * dim {
             return Err(Error::InvalidArgument(format!(
@@ -418,12 +419,13 @@ impl Model {
                 texts.len()
             )));
         }
-        threads::pool(num_threads)?.install(|| {
+        threads::pool(opts.num_threads)?.install(|| {
             out.par_chunks_mut(CHUNK_DOCS * dim)
                 .zip(texts.par_chunks(CHUNK_DOCS))
                 .enumerate()
                 .try_for_each_init(Scratch::default, |s, (chunk, (out_chunk, docs))| {
-                    self.embed_chunk(chunk * CHUNK_DOCS, docs, out_chunk, s)
+                    opts.check_cancelled()?;
+                    self.embed_chunk(chunk * CHUNK_DOCS, docs, out_chunk, s, opts)
                 })
         })
     }
@@ -434,6 +436,7 @@ impl Model {
         docs: &[&str],
         out: &mut [f32],
         s: &mut Scratch,
+        opts: &RunOptions<'_>,
     ) -> Result<()> {
         let d0 = self.network.layer_dims()[1];
         let n = docs.len();
@@ -441,7 +444,11 @@ impl Model {
         s.hidden.resize(scratch_len, 0.0);
         s.dense.resize(scratch_len, 0.0);
         for (i, text) in docs.iter().enumerate() {
-            self.featurizer.features_of(first_index + i, text, s)?;
+            if i % 8 == 7 {
+                opts.check_cancelled()?; // long documents: stop within a few of them
+            }
+            self.featurizer
+                .features_of(first_index + i, text, s, opts.max_tokens)?;
             self.network
                 .first_layer(&s.indices, &s.values, &mut s.hidden[i * d0..(i + 1) * d0]);
         }
@@ -481,8 +488,12 @@ mod tests {
     fn embeds_by_hand() {
         let m = tiny_model();
         let mut out = vec![0.0; 6];
-        m.embed_into(&["hello world", "", "!"], &mut out, Some(1))
-            .unwrap();
+        m.embed_into(
+            &["hello world", "", "!"],
+            &mut out,
+            &RunOptions::threads(Some(1)),
+        )
+        .unwrap();
         // "hello world": features hello(1), world(1), hello-world(2) -> norm sqrt(6);
         // layer 0: unit 0 <- hello + hello-world = 3/sqrt6, unit 1 <- world = 1/sqrt6;
         // normalise -> (3, 1)/sqrt10; identity layer -> same.
@@ -500,9 +511,33 @@ mod tests {
         assert_eq!(m2.to_bytes("test", false).unwrap(), bytes);
         let texts: Vec<&str> = vec!["hello world !", "world hello"];
         let (mut a, mut b) = (vec![0.0; 4], vec![0.0; 4]);
-        m.embed_into(&texts, &mut a, Some(1)).unwrap();
-        m2.embed_into(&texts, &mut b, Some(2)).unwrap();
+        m.embed_into(&texts, &mut a, &RunOptions::threads(Some(1)))
+            .unwrap();
+        m2.embed_into(&texts, &mut b, &RunOptions::threads(Some(2)))
+            .unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn max_tokens_embeds_the_first_tokens_and_cancel_stops() {
+        let m = tiny_model();
+        let (mut a, mut b) = (vec![0.0; 2], vec![0.0; 2]);
+        let opts = RunOptions {
+            max_tokens: Some(2),
+            ..RunOptions::threads(Some(1))
+        };
+        m.embed_into(&["hello world ! world world"], &mut a, &opts)
+            .unwrap();
+        m.embed_into(&["hello world"], &mut b, &RunOptions::threads(Some(1)))
+            .unwrap();
+        assert_eq!(a, b);
+        let flag = std::sync::atomic::AtomicBool::new(true);
+        let cancelled = RunOptions {
+            cancel: Some(&flag),
+            ..RunOptions::default()
+        };
+        let err = m.embed_into(&["hello"], &mut a, &cancelled).unwrap_err();
+        assert!(matches!(err, Error::Cancelled));
     }
 
     #[test]
@@ -519,7 +554,12 @@ mod tests {
     #[test]
     fn tfidf_csr_by_hand() {
         let m = tiny_model();
-        let csr = m.tfidf(&["world hello world", "nothing"], Some(2)).unwrap();
+        let csr = m
+            .tfidf(
+                &["world hello world", "nothing"],
+                &RunOptions::threads(Some(2)),
+            )
+            .unwrap();
         assert_eq!(csr.indptr, vec![0, 3, 3]);
         // world x2, hello x1, "hello world" x1 (idf 2); weights (2, 1, 2) / 3
         assert_eq!(csr.indices, vec![1, 0, 2]);

@@ -36,7 +36,9 @@ pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
         | Error::TokenizerLoad(_) => luxical_exception(py, "ModelFormatError", message),
         Error::Tokenize { .. } => luxical_exception(py, "TokenizationError", message),
         Error::InvalidArgument(_) => PyValueError::new_err(message),
-        Error::ThreadPool { .. } => luxical_exception(py, "LuxicalError", message),
+        Error::ThreadPool { .. } | Error::Cancelled => {
+            luxical_exception(py, "LuxicalError", message)
+        }
     }
 }
 

@@ -11,6 +11,10 @@ use pyo3::prelude::*;
 fn _luxical(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("FORMAT_VERSION", luxical_core::format::FORMAT_VERSION)?;
+    m.add(
+        "DEFAULT_MAX_TOKENS",
+        luxical_core::tokenize::DEFAULT_MAX_TOKENS,
+    )?;
     m.add_class::<model::Model>()?;
     m.add_function(wrap_pyfunction!(model::resolve_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(model::hash_ngram, m)?)?;

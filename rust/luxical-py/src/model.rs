@@ -2,8 +2,12 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
-use luxical_core::{Error, Model as CoreModel};
+use luxical_core::tokenize::DEFAULT_MAX_TOKENS;
+use luxical_core::{Error, Model as CoreModel, RunOptions};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadwriteArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -22,6 +26,70 @@ pub(crate) fn detached<T: Send>(
         Ok(Err(err)) => Err(to_pyerr(py, err)),
         Err(payload) => Err(panic_to_pyerr(py, what, payload)),
     }
+}
+
+/// Below this many bytes of text a batch runs inline (it ends within ~0.1 s anyway).
+const INTERRUPT_CHECK_BYTES: usize = 1 << 19;
+
+/// How often a long batch checks for Ctrl-C (and other Python signals).
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
+/// Like [`detached`], but a long batch stays responsive to Ctrl-C: the work runs on a
+/// helper thread while this (Python) thread waits without the GIL and runs Python's
+/// signal handlers every [`SIGNAL_POLL`]. When one raises (KeyboardInterrupt), the batch
+/// is cancelled (the workers stop between documents) and that exception is returned.
+pub(crate) fn interruptible<T: Send>(
+    py: Python<'_>,
+    what: &str,
+    text_bytes: usize,
+    opts: RunOptions<'_>,
+    f: impl FnOnce(&RunOptions<'_>) -> Result<T, Error> + Send,
+) -> PyResult<T> {
+    if text_bytes < INTERRUPT_CHECK_BYTES {
+        return detached(py, what, || f(&opts));
+    }
+    let cancel = AtomicBool::new(false);
+    let opts = RunOptions {
+        cancel: Some(&cancel),
+        ..opts
+    };
+    let done = (Mutex::new(false), Condvar::new());
+    let outcome = std::thread::scope(|scope| {
+        let (opts, done) = (&opts, &done);
+        let worker = scope.spawn(move || {
+            let result = catch_unwind(AssertUnwindSafe(|| f(opts)));
+            *done.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            done.1.notify_all();
+            result
+        });
+        loop {
+            let finished = py.detach(|| {
+                let guard = done.0.lock().unwrap_or_else(|e| e.into_inner());
+                let (guard, _) = done
+                    .1
+                    .wait_timeout_while(guard, SIGNAL_POLL, |finished| !*finished)
+                    .unwrap_or_else(|e| e.into_inner());
+                *guard
+            });
+            if finished {
+                return Ok(worker.join().expect("the worker catches its panics"));
+            }
+            if let Err(signal) = py.check_signals() {
+                cancel.store(true, Ordering::Relaxed);
+                let _ = py.detach(|| worker.join());
+                return Err(signal);
+            }
+        }
+    })?;
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(to_pyerr(py, err)),
+        Err(payload) => Err(panic_to_pyerr(py, what, payload)),
+    }
+}
+
+fn text_bytes(views: &[&str]) -> usize {
+    views.iter().map(|v| v.len()).sum()
 }
 
 /// Strong references to the texts of a list, so their UTF-8 buffers outlive the GIL
@@ -109,11 +177,17 @@ pub(crate) fn tokenize_arrays<'py>(
     tokenizer: &luxical_core::tokenize::TextTokenizer,
     texts: &Bound<'py, PyList>,
     num_threads: Option<usize>,
+    max_tokens: Option<usize>,
 ) -> PyResult<TokenArrays<'py>> {
     let strings = collect_strings(texts)?;
     let views = utf8_views(&strings)?;
-    let docs = detached(py, "tokenizing", || {
-        tokenizer.encode_batch(&views, num_threads)
+    let opts = RunOptions {
+        num_threads,
+        max_tokens,
+        cancel: None,
+    };
+    let docs = interruptible(py, "tokenizing", text_bytes(&views), opts, |o| {
+        tokenizer.encode_batch(&views, o)
     })?;
     let (ids, offsets) = luxical_core::tokenize::concat_ids(docs);
     Ok((ids.into_pyarray(py), offsets.into_pyarray(py)))
@@ -125,11 +199,17 @@ pub(crate) fn tfidf_arrays<'py>(
     featurizer: &luxical_core::Featurizer,
     texts: &Bound<'py, PyList>,
     num_threads: Option<usize>,
+    max_tokens: Option<usize>,
 ) -> PyResult<CsrArrays<'py>> {
     let strings = collect_strings(texts)?;
     let views = utf8_views(&strings)?;
-    let csr = detached(py, "computing TF-IDF", || {
-        featurizer.tfidf(&views, num_threads)
+    let opts = RunOptions {
+        num_threads,
+        max_tokens,
+        cancel: None,
+    };
+    let csr = interruptible(py, "computing TF-IDF", text_bytes(&views), opts, |o| {
+        featurizer.tfidf(&views, o)
     })?;
     Ok((
         csr.indptr.into_pyarray(py),
@@ -142,6 +222,26 @@ pub(crate) fn tfidf_arrays<'py>(
 #[pyclass(module = "luxical._luxical", frozen)]
 pub struct Model {
     inner: CoreModel,
+}
+
+impl Model {
+    fn embed_views(
+        &self,
+        py: Python<'_>,
+        views: &[&str],
+        out: &mut [f32],
+        num_threads: Option<usize>,
+        max_tokens: Option<usize>,
+    ) -> PyResult<()> {
+        let opts = RunOptions {
+            num_threads,
+            max_tokens,
+            cancel: None,
+        };
+        interruptible(py, "embedding", text_bytes(views), opts, |o| {
+            self.inner.embed_into(views, out, o)
+        })
+    }
 }
 
 #[pymethods]
@@ -219,25 +319,24 @@ impl Model {
     }
 
     /// Embeds a list of str into `out` (shape (n, dim), float32, C-contiguous).
-    #[pyo3(signature = (texts, out, num_threads=None))]
+    #[pyo3(signature = (texts, out, num_threads=None, max_tokens=Some(DEFAULT_MAX_TOKENS)))]
     fn embed(
         &self,
         py: Python<'_>,
         texts: &Bound<'_, PyList>,
         mut out: PyReadwriteArray2<'_, f32>,
         num_threads: Option<usize>,
+        max_tokens: Option<usize>,
     ) -> PyResult<()> {
         let strings = collect_strings(texts)?;
         let views = utf8_views(&strings)?;
         check_out(&out, views.len(), self.inner.dim())?;
         let out = out.as_slice_mut()?;
-        detached(py, "embedding", || {
-            self.inner.embed_into(&views, out, num_threads)
-        })
+        self.embed_views(py, &views, out, num_threads, max_tokens)
     }
 
     /// Embeds Arrow-layout UTF-8 strings (`data`, `offsets` of n+1 entries) into `out`.
-    #[pyo3(signature = (data, offsets, out, num_threads=None))]
+    #[pyo3(signature = (data, offsets, out, num_threads=None, max_tokens=Some(DEFAULT_MAX_TOKENS)))]
     fn embed_utf8(
         &self,
         py: Python<'_>,
@@ -245,36 +344,37 @@ impl Model {
         offsets: PyReadonlyArray1<'_, i64>,
         mut out: PyReadwriteArray2<'_, f32>,
         num_threads: Option<usize>,
+        max_tokens: Option<usize>,
     ) -> PyResult<()> {
         let views = arrow_views(data.as_slice()?, offsets.as_slice()?)?;
         check_out(&out, views.len(), self.inner.dim())?;
         let out = out.as_slice_mut()?;
-        detached(py, "embedding", || {
-            self.inner.embed_into(&views, out, num_threads)
-        })
+        self.embed_views(py, &views, out, num_threads, max_tokens)
     }
 
     /// Token ids of each text: (ids uint32, offsets int64 of n+1 entries).
-    #[pyo3(signature = (texts, num_threads=None))]
+    #[pyo3(signature = (texts, num_threads=None, max_tokens=Some(DEFAULT_MAX_TOKENS)))]
     fn tokenize<'py>(
         &self,
         py: Python<'py>,
         texts: &Bound<'py, PyList>,
         num_threads: Option<usize>,
+        max_tokens: Option<usize>,
     ) -> PyResult<TokenArrays<'py>> {
-        tokenize_arrays(py, self.inner.tokenizer(), texts, num_threads)
+        tokenize_arrays(py, self.inner.tokenizer(), texts, num_threads, max_tokens)
     }
 
     /// L2-normalised TF-IDF rows as CSR arrays (indptr int64, indices uint32, data float32).
-    #[pyo3(signature = (texts, num_threads=None))]
+    #[pyo3(signature = (texts, num_threads=None, max_tokens=Some(DEFAULT_MAX_TOKENS)))]
     #[allow(clippy::type_complexity)]
     fn tfidf<'py>(
         &self,
         py: Python<'py>,
         texts: &Bound<'py, PyList>,
         num_threads: Option<usize>,
+        max_tokens: Option<usize>,
     ) -> PyResult<CsrArrays<'py>> {
-        tfidf_arrays(py, self.inner.featurizer(), texts, num_threads)
+        tfidf_arrays(py, self.inner.featurizer(), texts, num_threads, max_tokens)
     }
 
     /// Output embedding dimension.

@@ -2,9 +2,9 @@
 //! `SpaceSaving` (approximate n-gram counts, mergeable, serialisable).
 
 use luxical_core::summary::SpaceSaving as CoreSummary;
-use luxical_core::tokenize::TextTokenizer;
+use luxical_core::tokenize::{TextTokenizer, DEFAULT_MAX_TOKENS};
 use luxical_core::vocab::Vocabulary;
-use luxical_core::Featurizer as CoreFeaturizer;
+use luxical_core::{Featurizer as CoreFeaturizer, RunOptions};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -30,14 +30,15 @@ impl Tokenizer {
     }
 
     /// Token ids of each text: (ids uint32, offsets int64 of n+1 entries).
-    #[pyo3(signature = (texts, num_threads=None))]
+    #[pyo3(signature = (texts, num_threads=None, max_tokens=Some(DEFAULT_MAX_TOKENS)))]
     fn tokenize<'py>(
         &self,
         py: Python<'py>,
         texts: &Bound<'py, PyList>,
         num_threads: Option<usize>,
+        max_tokens: Option<usize>,
     ) -> PyResult<TokenArrays<'py>> {
-        tokenize_arrays(py, &self.inner, texts, num_threads)
+        tokenize_arrays(py, &self.inner, texts, num_threads, max_tokens)
     }
 
     /// The tokenizer JSON (with truncation and padding off when they were on).
@@ -76,15 +77,16 @@ impl Featurizer {
     }
 
     /// CSR arrays (indptr int64, indices uint32, data float32) of the TF-IDF rows.
-    #[pyo3(signature = (texts, num_threads=None))]
+    #[pyo3(signature = (texts, num_threads=None, max_tokens=Some(DEFAULT_MAX_TOKENS)))]
     #[allow(clippy::type_complexity)]
     fn tfidf<'py>(
         &self,
         py: Python<'py>,
         texts: &Bound<'py, PyList>,
         num_threads: Option<usize>,
+        max_tokens: Option<usize>,
     ) -> PyResult<CsrArrays<'py>> {
-        tfidf_arrays(py, &self.inner, texts, num_threads)
+        tfidf_arrays(py, &self.inner, texts, num_threads, max_tokens)
     }
 
     /// Number of texts each vocabulary n-gram occurs in (uint64 [vocab_size]).
@@ -98,7 +100,8 @@ impl Featurizer {
         let strings = collect_strings(texts)?;
         let views = utf8_views(&strings)?;
         let df = detached(py, "counting document frequencies", || {
-            self.inner.document_frequencies(&views, num_threads)
+            self.inner
+                .document_frequencies(&views, &RunOptions::threads(num_threads))
         })?;
         Ok(df.into_pyarray(py))
     }
@@ -136,7 +139,9 @@ impl SpaceSaving {
         let views = utf8_views(&strings)?;
         let summary = &mut self.inner;
         detached(py, "counting n-grams", || {
-            let docs = tokenizer.inner.encode_batch(&views, num_threads)?;
+            let docs = tokenizer
+                .inner
+                .encode_batch(&views, &RunOptions::threads(num_threads))?;
             docs.iter().for_each(|d| summary.add_document(d));
             Ok(())
         })
