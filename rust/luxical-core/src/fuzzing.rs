@@ -16,7 +16,7 @@ pub fn bert_like_model() -> Model {
     let words = [
         "[UNK]", "the", "a", "of", "and", "to", "in", "is", "for", "on", "with", "data", "text",
         "embed", "##ding", "##s", "##ed", "un", "##k", "!", ".", ",", "?", "-", "(", ")", "中",
-        "文", "é", "e", "1", "##2", "0",
+        "文", "é", "e", "1", "##2", "0", "[SEP]", "##a", "##t", "##e", "t", "d", "x", "##x", "#",
     ];
     let vocab_json: Vec<String> = words
         .iter()
@@ -24,7 +24,9 @@ pub fn bert_like_model() -> Model {
         .map(|(i, w)| format!("\"{w}\":{i}"))
         .collect();
     let json = format!(
-        r###"{{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+        r###"{{"version":"1.0","truncation":null,"padding":null,
+        "added_tokens":[{{"id":33,"special":true,"content":"[SEP]","single_word":false,"lstrip":false,
+          "rstrip":false,"normalized":false}}],
         "normalizer":{{"type":"BertNormalizer","clean_text":true,"handle_chinese_chars":true,
           "strip_accents":null,"lowercase":true}},
         "pre_tokenizer":{{"type":"BertPreTokenizer"}},"post_processor":null,"decoder":null,
@@ -69,7 +71,8 @@ fn check_rows(out: &[f32], dim: usize) {
 /// Arbitrary bytes as text (lossy UTF-8), split into documents at 0xFF bytes: the
 /// tokenizer, n-gram features and network never panic; rows are unit or zero; each
 /// document embeds as if alone; `max_tokens` keeps a prefix of the ids; tokenizing in
-/// windows (any size) gives the ids of the whole text.
+/// windows (any size) gives the ids of the whole text; the fast WordPiece path gives the
+/// `tokenizers` crate's ids.
 pub fn tokenize_and_embed(data: &[u8]) {
     thread_local! {
         static MODEL: Model = bert_like_model();
@@ -102,6 +105,9 @@ pub fn tokenize_and_embed(data: &[u8]) {
         for text in views.iter().take(4) {
             let mut whole = Vec::new();
             tok.encode_whole(text, 0, &mut whole).unwrap();
+            let mut reference = Vec::new();
+            tok.encode_reference(text, 0, &mut reference).unwrap();
+            assert_eq!(whole, reference, "fast WordPiece path differs on {text:?}");
             let window = 1 + (knob as usize % 64);
             let mut windowed = Vec::new();
             tok.encode_windows(text, 0, &mut windowed, usize::MAX, window)

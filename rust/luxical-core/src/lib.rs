@@ -2,6 +2,7 @@
 //! L2-normalised embedding. Pure Rust; the Python binding lives in `luxical-py`.
 
 pub mod error;
+pub mod fast_wordpiece;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -2,10 +2,12 @@
 //! u32, no special tokens, never truncated or padded.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
+use crate::fast_wordpiece::FastWordPiece;
 use crate::options::RunOptions;
 
 /// A tokenizer built from `tokenizer.json` text.
@@ -15,6 +17,8 @@ pub struct TextTokenizer {
     /// The JSON to store when saving: the original text, unless we had to switch
     /// truncation or padding off, in which case the re-serialised tokenizer.
     json: String,
+    /// The exact fast path for BERT-style WordPiece tokenizers on ASCII text.
+    fast: Option<Arc<FastWordPiece>>,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -49,7 +53,12 @@ impl TextTokenizer {
         } else {
             json.to_string()
         };
-        Ok(Self { inner, json })
+        let fast = if std::env::var_os("LUXICAL_NO_FAST_TOKENIZER").is_some() {
+            None
+        } else {
+            FastWordPiece::from_json(&json).map(Arc::new)
+        };
+        Ok(Self { inner, json, fast })
     }
 
     /// The tokenizer JSON to store in a model file.
@@ -113,13 +122,20 @@ impl TextTokenizer {
         Ok(())
     }
 
-    /// Token ids of the whole of `text` in one call of the Hugging Face tokenizer.
+    /// Token ids of the whole of `text` in one piece (no windows).
     #[doc(hidden)]
     pub fn encode_whole(&self, text: &str, index: usize, ids: &mut Vec<u32>) -> Result<()> {
         self.encode_piece(text, index, ids)
     }
 
-    fn encode_piece(&self, text: &str, index: usize, ids: &mut Vec<u32>) -> Result<()> {
+    /// Whether the fast WordPiece path serves this tokenizer (for ASCII text).
+    pub fn has_fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// Token ids from the Hugging Face `tokenizers` crate alone (the fast path's oracle).
+    #[doc(hidden)]
+    pub fn encode_reference(&self, text: &str, index: usize, ids: &mut Vec<u32>) -> Result<()> {
         let encoding = self
             .inner
             .encode_fast(text, false)
@@ -129,6 +145,22 @@ impl TextTokenizer {
             })?;
         ids.extend_from_slice(encoding.get_ids());
         Ok(())
+    }
+
+    fn encode_piece(&self, text: &str, index: usize, ids: &mut Vec<u32>) -> Result<()> {
+        if let Some(fast) = &self.fast {
+            let start = ids.len();
+            let done = fast.encode(text, ids, |run, ids| self.encode_reference(run, index, ids));
+            match done {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => {
+                    ids.truncate(start);
+                    return Err(e);
+                }
+            }
+        }
+        self.encode_reference(text, index, ids)
     }
 
     /// Token ids of every text, one vector per text, in parallel on the luxical pool.
