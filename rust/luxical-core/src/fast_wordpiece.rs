@@ -105,9 +105,7 @@ impl FastWordPiece {
     pub fn from_json(json: &str) -> Option<Self> {
         let v: Value = serde_json::from_str(json).ok()?;
         let norm = v.get("normalizer")?;
-        if norm.get("type")?.as_str()? != "BertNormalizer"
-            || norm.get("clean_text")?.as_bool()? != true
-        {
+        if norm.get("type")?.as_str()? != "BertNormalizer" || !norm.get("clean_text")?.as_bool()? {
             return None;
         }
         let lowercase = norm.get("lowercase")?.as_bool()?;
