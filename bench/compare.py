@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--long", type=int, default=400, help="number of long documents")
     ap.add_argument("--reference", type=Path, default=REPO / ".reference")
     args = ap.parse_args()
+    args.model = args.model.resolve()  # the workers run in a temporary directory
     import numpy as np
 
     corpora, source = load_corpora(args.short, args.long)
