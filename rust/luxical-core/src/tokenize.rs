@@ -33,8 +33,17 @@ impl TextTokenizer {
     /// Parses `tokenizer.json` text. Truncation and padding are switched off: a Luxical
     /// document is embedded in full, and pad tokens would become n-gram features.
     pub fn from_json(json: &str) -> Result<Self> {
-        let mut inner =
-            Tokenizer::from_str(json).map_err(|e| Error::TokenizerLoad(e.to_string()))?;
+        // Syntax first: the tokenizers crate panics (`expect("Helper")` in its decoder
+        // deserializer) on some malformed JSON instead of returning an error — found by
+        // the load_model fuzzer. A panic that still escapes it becomes an error too.
+        serde_json::from_str::<serde_json::Value>(json)
+            .map_err(|e| Error::TokenizerLoad(format!("tokenizer.json is not valid JSON: {e}")))?;
+        let parsed = std::panic::catch_unwind(|| Tokenizer::from_str(json)).map_err(|_| {
+            Error::TokenizerLoad(
+                "the tokenizers crate panicked while parsing tokenizer.json".into(),
+            )
+        })?;
+        let mut inner = parsed.map_err(|e| Error::TokenizerLoad(e.to_string()))?;
         let had_extras = inner.get_truncation().is_some() || inner.get_padding().is_some();
         inner
             .with_truncation(None)
@@ -321,6 +330,17 @@ pub(crate) mod tests {
             tiny_bert_json(false).replace(r#""unk_token":"[UNK]""#, r#""unk_token":"[UNX]""#);
         let err = TextTokenizer::from_json(&json).unwrap_err();
         assert!(err.to_string().contains("probe text"), "{err}");
+    }
+
+    #[test]
+    fn malformed_decoder_json_is_an_error_not_a_panic() {
+        // found by the load_model fuzzer: tokenizers 0.22 panics on this
+        let json = tiny_bert_json(false).replace(
+            r#""decoder":null"#,
+            r#""decoder":{"type":"WordPiece","prefix":%s}"#,
+        );
+        let err = TextTokenizer::from_json(&json).unwrap_err();
+        assert!(err.to_string().contains("not valid JSON"), "{err}");
     }
 
     #[test]
