@@ -38,14 +38,21 @@ const SIGNAL_POLL: Duration = Duration::from_millis(50);
 /// helper thread while this (Python) thread waits without the GIL and runs Python's
 /// signal handlers every [`SIGNAL_POLL`]. When one raises (KeyboardInterrupt), the batch
 /// is cancelled (the workers stop between documents) and that exception is returned.
+/// `f` gets the batch's options: `num_threads`, `max_tokens`, and the cancel flag.
 pub(crate) fn interruptible<T: Send>(
     py: Python<'_>,
     what: &str,
-    text_bytes: usize,
-    opts: RunOptions<'_>,
+    texts: &[&str],
+    num_threads: Option<usize>,
+    max_tokens: Option<usize>,
     f: impl FnOnce(&RunOptions<'_>) -> Result<T, Error> + Send,
 ) -> PyResult<T> {
-    if text_bytes < INTERRUPT_CHECK_BYTES {
+    let opts = RunOptions {
+        num_threads,
+        max_tokens,
+        cancel: None,
+    };
+    if texts.iter().map(|t| t.len()).sum::<usize>() < INTERRUPT_CHECK_BYTES {
         return detached(py, what, || f(&opts));
     }
     let cancel = AtomicBool::new(false);
@@ -86,10 +93,6 @@ pub(crate) fn interruptible<T: Send>(
         Ok(Err(err)) => Err(to_pyerr(py, err)),
         Err(payload) => Err(panic_to_pyerr(py, what, payload)),
     }
-}
-
-fn text_bytes(views: &[&str]) -> usize {
-    views.iter().map(|v| v.len()).sum()
 }
 
 /// Strong references to the texts of a list, so their UTF-8 buffers outlive the GIL
@@ -181,12 +184,7 @@ pub(crate) fn tokenize_arrays<'py>(
 ) -> PyResult<TokenArrays<'py>> {
     let strings = collect_strings(texts)?;
     let views = utf8_views(&strings)?;
-    let opts = RunOptions {
-        num_threads,
-        max_tokens,
-        cancel: None,
-    };
-    let docs = interruptible(py, "tokenizing", text_bytes(&views), opts, |o| {
+    let docs = interruptible(py, "tokenizing", &views, num_threads, max_tokens, |o| {
         tokenizer.encode_batch(&views, o)
     })?;
     let (ids, offsets) = luxical_core::tokenize::concat_ids(docs);
@@ -203,14 +201,14 @@ pub(crate) fn tfidf_arrays<'py>(
 ) -> PyResult<CsrArrays<'py>> {
     let strings = collect_strings(texts)?;
     let views = utf8_views(&strings)?;
-    let opts = RunOptions {
+    let csr = interruptible(
+        py,
+        "computing TF-IDF",
+        &views,
         num_threads,
         max_tokens,
-        cancel: None,
-    };
-    let csr = interruptible(py, "computing TF-IDF", text_bytes(&views), opts, |o| {
-        featurizer.tfidf(&views, o)
-    })?;
+        |o| featurizer.tfidf(&views, o),
+    )?;
     Ok((
         csr.indptr.into_pyarray(py),
         csr.indices.into_pyarray(py),
@@ -233,12 +231,7 @@ impl Model {
         num_threads: Option<usize>,
         max_tokens: Option<usize>,
     ) -> PyResult<()> {
-        let opts = RunOptions {
-            num_threads,
-            max_tokens,
-            cancel: None,
-        };
-        interruptible(py, "embedding", text_bytes(views), opts, |o| {
+        interruptible(py, "embedding", views, num_threads, max_tokens, |o| {
             self.inner.embed_into(views, out, o)
         })
     }
