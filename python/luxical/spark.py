@@ -55,32 +55,31 @@ def _ship_model(spark: Any, model: str | os.PathLike[str] | Embedder | None) -> 
     """Makes `model` reachable from every executor; returns how a worker finds it."""
     if model is None:
         return ("default", None)
+    staging = Path(tempfile.gettempdir()) / "luxical-spark"
+    data: bytes | None = None
     if isinstance(model, Embedder):
         source = getattr(model, "_source", None)
         if source is not None and Path(source).is_file():
             path = Path(source)
-        else:  # built in memory: write it once, named by its content
+        else:  # built in memory: its bytes are the file to ship
             data = model.to_bytes()
-            name = f"luxical-{hashlib.sha256(data).hexdigest()[:20]}.npz"
-            path = Path(tempfile.gettempdir()) / "luxical-spark" / name
-            if not path.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_bytes(data)
-                os.replace(tmp, path)
+            path = Path("in-memory.npz")
     else:
         path = Path(model)
         if not path.is_file():
             raise FileNotFoundError(f"model file not found: {path}")
     # Name the shipped copy by content so two models with the same base name, or a file
     # rewritten between jobs, never collide in SparkFiles.
-    digest = _file_digest(path)
+    digest = hashlib.sha256(data).hexdigest() if data is not None else _file_digest(path)
     name = f"{path.stem}-{digest[:16]}{path.suffix}"
-    staged = Path(tempfile.gettempdir()) / "luxical-spark" / name
+    staged = staging / name
     if not staged.is_file():
-        staged.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir(parents=True, exist_ok=True)
         tmp = staged.with_suffix(f".{os.getpid()}.tmp")
-        shutil.copyfile(path, tmp)
+        if data is not None:
+            tmp.write_bytes(data)
+        else:
+            shutil.copyfile(path, tmp)
         os.replace(tmp, staged)
     sc = spark.sparkContext
     shipped = getattr(sc, "_luxical_shipped", None)
