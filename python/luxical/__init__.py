@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from luxical._luxical import __version__
-from luxical.embedder import Embedder
+from luxical.embedder import Embedder, weight_cache_dir
 from luxical.quantize import dequantize, quantize
 from luxical.errors import (
     LuxicalError,
@@ -39,10 +39,11 @@ __all__ = [
     "embed",
     "load",
     "quantize",
+    "weight_cache_dir",
 ]
 
 _DEFAULT_MODEL_FILE = Path(__file__).parent / "models" / "default.npz"
-_cache: dict[str, Embedder] = {}
+_cache: dict[tuple[str, str, bool | None], Embedder] = {}
 _cache_lock = threading.Lock()
 
 
@@ -59,21 +60,29 @@ def default_model_path() -> Path:
     return _DEFAULT_MODEL_FILE
 
 
-def load(model: str | os.PathLike[str] | Embedder | None = None) -> Embedder:
+def load(
+    model: str | os.PathLike[str] | Embedder | None = None,
+    *,
+    precision: str = "float32",
+    mmap: bool | None = None,
+) -> Embedder:
     """Loads a model once per process and caches it (cheap to call from a UDF).
 
     Args:
         model: Path of a ``.npz`` model, an `Embedder` (returned as is), or None for the
             default model shipped in the package.
+        precision: ``"float32"`` (exact) or ``"int8"``; see :meth:`Embedder.load`.
+        mmap: share the weights between processes through a memory-mapped weight-cache
+            file; see :meth:`Embedder.load`.
     """
     if isinstance(model, Embedder):
         return model
     path = default_model_path() if model is None else Path(model)
-    key = str(path.resolve())
+    key = (str(path.resolve()), precision, mmap)
     with _cache_lock:
         cached = _cache.get(key)
         if cached is None:
-            cached = _cache[key] = Embedder.load(path)
+            cached = _cache[key] = Embedder.load(path, precision=precision, mmap=mmap)
         return cached
 
 

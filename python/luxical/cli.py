@@ -84,7 +84,7 @@ def _embed(args: argparse.Namespace) -> int:
     from luxical.arrow import to_fixed_size_list
     from luxical.quantize import quantize
 
-    model = luxical.load(args.model)
+    model = luxical.load(args.model, precision=args.precision)
     writer = None
     n_done = 0
     bar = None
@@ -185,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--batch-size", type=int, default=8192)
     em.add_argument("--threads", type=int, default=None)
     em.add_argument("--quantize", choices=["uint8", "int8", "binary"], default=None)
+    em.add_argument("--precision", choices=["float32", "int8"], default="float32", help="arithmetic of the hidden dense layers (int8: faster, approximate)")
     em.add_argument("--nulls", choices=["error", "empty"], default="error", help="null documents: fail, or embed as zero vectors")
     em.add_argument("--no-progress", action="store_true")
     em.set_defaults(func=_embed)

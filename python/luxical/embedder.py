@@ -38,14 +38,30 @@ class Embedder:
         """Wraps a native model. Prefer :meth:`load` or :meth:`from_bytes`."""
         self._native = native
         self._source = None if source is None else os.fspath(source)
+        self._mmap = False
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Embedder:
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        precision: str = "float32",
+        mmap: bool | None = None,
+    ) -> Embedder:
         """Loads a model file (the reference Luxical ``.npz`` format, version 1).
 
         Args:
             path: Path of the ``.npz`` file.
+            precision: ``"float32"`` (exact: matches the reference to float rounding) or
+                ``"int8"`` (dense layers in int8 with exact integer sums: ~1.5-2x faster
+                on short documents with large hidden layers on AVX2 CPUs, cosine > 0.999
+                to float32; see the README's "Precision" section).
+            mmap: memory-map the converted weights from a weight-cache file (written on
+                first load into :func:`weight_cache_dir`), so that every process on the
+                host shares one copy and later loads skip the conversion. ``None``
+                (default): only for model files of 64 MB or more. A cache directory that
+                cannot be written silently falls back to private memory.
 
         Returns:
             The loaded embedder.
@@ -58,7 +74,12 @@ class Embedder:
                 newer than this luxical.
         """
         path = Path(path)
-        return cls(_NativeModel.load(path), source=path.resolve())
+        if mmap is None:
+            mmap = path.is_file() and path.stat().st_size >= _AUTO_MMAP_BYTES
+        cache = weight_cache_dir() if mmap else None
+        emb = cls(_NativeModel.load(path, cache, precision), source=path.resolve())
+        emb._mmap = bool(mmap)
+        return emb
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Embedder:
@@ -130,8 +151,8 @@ class Embedder:
     def __getstate__(self) -> dict[str, Any]:
         # Small pickles: by path when loaded from a file, else by bytes.
         if self._source is not None and Path(self._source).is_file():
-            return {"path": self._source}
-        return {"bytes": self.to_bytes()}
+            return {"path": self._source, "precision": self.precision, "mmap": self._mmap}
+        return {"bytes": self.to_bytes(), "precision": self.precision}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "path" in state:
@@ -139,15 +160,40 @@ class Embedder:
             # every task (Spark, Dask, Ray, multiprocessing) loads the file once.
             from luxical import load
 
-            self._native = load(state["path"])._native
+            precision = state.get("precision", "float32")
+            mmap = state.get("mmap")
+            self._native = load(state["path"], precision=precision, mmap=mmap)._native
             self._source = state["path"]
+            self._mmap = bool(mmap)
         else:
             self._native = _NativeModel.from_bytes(state["bytes"])
             self._source = None
+            self._mmap = False
+            if state.get("precision", "float32") != "float32":
+                self._native = self._native.with_precision(state["precision"])
 
     def __repr__(self) -> str:
         dims = " → ".join(str(d) for d in self.layer_dims)
-        return f"Embedder({dims}, max_ngram_len={self.max_ngram_len})"
+        extra = "" if self.precision == "float32" else f", precision={self.precision!r}"
+        return f"Embedder({dims}, max_ngram_len={self.max_ngram_len}{extra})"
+
+    @property
+    def precision(self) -> str:
+        """Arithmetic of the dense layers: ``"float32"`` (exact) or ``"int8"``."""
+        return self._native.precision
+
+    @property
+    def weights_mapped(self) -> bool:
+        """Whether the weights are memory-mapped from a weight-cache file (shared by every
+        process on the host that loads the same model)."""
+        return self._native.weights_mapped
+
+    def with_precision(self, precision: str) -> Embedder:
+        """A copy of this model computing its dense layers in `precision` (``"float32"`` or
+        ``"int8"``); the big first layer is shared, not copied."""
+        emb = Embedder(self._native.with_precision(precision), source=self._source)
+        emb._mmap = self._mmap
+        return emb
 
     # ------------------------------------------------------------------ properties
     @property
@@ -328,6 +374,20 @@ class Embedder:
         texts = _as_list(texts)
         indptr, indices, data = self._native.tfidf(texts, num_threads, max_tokens)
         return scipy.sparse.csr_matrix((data, indices, indptr), shape=(len(texts), self.vocab_size))
+
+
+_AUTO_MMAP_BYTES = 64 << 20
+
+
+def weight_cache_dir() -> Path:
+    """Directory of weight-cache files: ``$LUXICAL_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/luxical/weights``, else ``~/.cache/luxical/weights``. Files there are
+    derived data (safe to delete; rebuilt on the next load)."""
+    env = os.environ.get("LUXICAL_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "luxical" / "weights"
 
 
 def _check_max_tokens(max_tokens: int | None) -> None:

@@ -66,7 +66,7 @@ impl Dtype {
         })
     }
 
-    fn size(self) -> usize {
+    pub fn size(self) -> usize {
         match self {
             Dtype::U8 => 1,
             Dtype::F16 => 2,
@@ -245,9 +245,19 @@ impl NpyArray {
     }
 }
 
-/// Parses one `.npy` stream. `declared_len` is what the archive says the entry holds
-/// (uncompressed); data beyond what the header promises is rejected.
-fn read_npy(name: &str, reader: &mut impl Read, declared_len: u64) -> Result<NpyArray> {
+/// The header of an `.npy` stream: what follows it is `n_bytes` of data.
+#[derive(Debug, Clone)]
+pub struct NpyHeader {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub fortran: bool,
+    pub n_bytes: usize,
+}
+
+/// Parses the header of one `.npy` stream, leaving `reader` at the first data byte.
+/// `declared_len` is what the archive says the entry holds (uncompressed); a header that
+/// promises more data than that is rejected.
+pub fn read_npy_header(name: &str, reader: &mut impl Read, declared_len: u64) -> Result<NpyHeader> {
     let malformed = |reason: String| Error::MalformedArray {
         array: name.to_string(),
         reason,
@@ -332,6 +342,26 @@ fn read_npy(name: &str, reader: &mut impl Read, declared_len: u64) -> Result<Npy
             declared_len.saturating_sub(prefix as u64)
         )));
     }
+    Ok(NpyHeader {
+        dtype,
+        shape,
+        fortran,
+        n_bytes,
+    })
+}
+
+/// Parses one `.npy` stream (see `read_npy_header`).
+fn read_npy(name: &str, reader: &mut impl Read, declared_len: u64) -> Result<NpyArray> {
+    let malformed = |reason: String| Error::MalformedArray {
+        array: name.to_string(),
+        reason,
+    };
+    let NpyHeader {
+        dtype,
+        shape,
+        fortran,
+        n_bytes,
+    } = read_npy_header(name, reader, declared_len)?;
     // Grow the buffer only as bytes actually arrive; never trust the declared size alone.
     let mut data = Vec::with_capacity(n_bytes.min(64 << 20));
     reader
@@ -408,6 +438,243 @@ pub fn read_npz<R: Read + Seek>(reader: R) -> Result<HashMap<String, NpyArray>> 
         arrays.insert(name, array);
     }
     Ok(arrays)
+}
+
+/// Opens an `.npz` archive.
+pub fn open_npz<R: Read + Seek>(reader: R) -> Result<zip::ZipArchive<R>> {
+    zip::ZipArchive::new(reader).map_err(|e| Error::Archive(e.to_string()))
+}
+
+/// Reads the arrays of an open archive whose names pass `keep`.
+pub fn read_npz_where<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    keep: impl Fn(&str) -> bool,
+) -> Result<HashMap<String, NpyArray>> {
+    let mut arrays = HashMap::new();
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| Error::Archive(e.to_string()))?;
+        let Some(name) = entry.name().strip_suffix(".npy").map(str::to_string) else {
+            continue;
+        };
+        if !keep(&name) {
+            continue;
+        }
+        let declared = entry.size();
+        let array = read_npy(&name, &mut entry, declared)?;
+        arrays.insert(name, array);
+    }
+    Ok(arrays)
+}
+
+fn entry<'a, R: Read + Seek>(
+    archive: &'a mut zip::ZipArchive<R>,
+    name: &str,
+) -> Result<zip::read::ZipFile<'a, R>> {
+    archive
+        .by_name(&format!("{name}.npy"))
+        .map_err(|_| Error::MissingArray(name.to_string()))
+}
+
+/// `(crc32, uncompressed size)` of array `name` as the archive records them (no data read).
+pub fn member_fingerprint<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    name: &str,
+) -> Result<(u32, u64)> {
+    let e = entry(archive, name)?;
+    Ok((e.crc32(), e.size()))
+}
+
+/// The `.npy` header of array `name` (reads only the header).
+pub fn member_header<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    name: &str,
+) -> Result<NpyHeader> {
+    let mut e = entry(archive, name)?;
+    let declared = e.size();
+    read_npy_header(name, &mut e, declared)
+}
+
+/// Reads array `name` (a 2-D float array: `[out_dim, in_dim]`).
+pub fn read_member<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    name: &str,
+) -> Result<NpyArray> {
+    let mut e = entry(archive, name)?;
+    let declared = e.size();
+    let arr = read_npy(name, &mut e, declared)?;
+    arr.expect_ndim(2, "[out_dim, in_dim]")?;
+    Ok(arr)
+}
+
+/// Where the raw `.npy` bytes of array `name` lie in the archive file, if it is stored
+/// uncompressed (what `numpy.savez` and luxical write): `(offset, length)`.
+pub fn stored_span<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    name: &str,
+) -> Result<Option<(u64, u64)>> {
+    let e = entry(archive, name)?;
+    Ok((e.compression() == zip::CompressionMethod::Stored).then(|| (e.data_start(), e.size())))
+}
+
+/// Transposes the 2-D float `.npy` array stored uncompressed at `span` (offset, length:
+/// header + data) of `file` (`[rows, cols]`, C order) into float32 `[cols, rows]`, in
+/// parallel strips of columns read with positioned reads (no second copy of the array, and
+/// the file is not mapped), rejecting non-finite values. Returns `None` for layouts it
+/// does not handle (Fortran order, non-float32 data): `read_f32_transposed` handles those.
+#[cfg(unix)]
+pub fn transpose_stored_f32(
+    name: &str,
+    file: &std::fs::File,
+    span: (u64, u64),
+) -> Result<Option<(usize, usize, Vec<f32>)>> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::FileExt;
+    let (offset, len) = span;
+    let malformed = |reason: String| Error::MalformedArray {
+        array: name.to_string(),
+        reason,
+    };
+    let mut head = vec![0u8; len.min(MAX_NPY_HEADER as u64 + 16) as usize];
+    file.read_exact_at(&mut head, offset)
+        .map_err(|e| malformed(format!("cannot read header: {e}")))?;
+    let mut cursor = Cursor::new(&head[..]);
+    let header = read_npy_header(name, &mut cursor, len)?;
+    if header.fortran || header.dtype != Dtype::F32 || header.shape.len() != 2 {
+        return Ok(None);
+    }
+    let (rows, cols) = (header.shape[0], header.shape[1]);
+    let data_start = offset + cursor.position();
+    let mut out = Vec::new();
+    out.try_reserve_exact(rows * cols)
+        .map_err(|_| malformed(format!("cannot allocate {rows} x {cols} floats")))?;
+    out.resize(rows * cols, 0.0f32);
+    if rows == 0 || cols == 0 {
+        return Ok(Some((rows, cols, out)));
+    }
+    // Strips of STRIP columns: one positioned read per row, then a cache-blocked transpose.
+    const STRIP: usize = 8192;
+    let result: Result<()> = out
+        .par_chunks_mut(STRIP * rows)
+        .enumerate()
+        .try_for_each_init(Vec::new, |buf: &mut Vec<u8>, (t, dst)| {
+            let c0 = t * STRIP;
+            let width = dst.len() / rows;
+            buf.resize(rows * width * 4, 0);
+            for r in 0..rows {
+                let at = data_start + ((r * cols + c0) * 4) as u64;
+                file.read_exact_at(&mut buf[r * width * 4..(r + 1) * width * 4], at)
+                    .map_err(|e| malformed(format!("cannot read data: {e}")))?;
+            }
+            const T: usize = 32;
+            for j0 in (0..width).step_by(T) {
+                for r in 0..rows {
+                    let src = &buf[(r * width + j0) * 4..(r * width + (j0 + T).min(width)) * 4];
+                    for (jj, b) in src.chunks_exact(4).enumerate() {
+                        let x = f32::from_le_bytes(b.try_into().unwrap());
+                        if !x.is_finite() {
+                            return Err(Error::InconsistentModel(format!(
+                                "{name} has a non-finite weight at flat index {}",
+                                r * cols + c0 + j0 + jj
+                            )));
+                        }
+                        dst[(j0 + jj) * rows + r] = x;
+                    }
+                }
+            }
+            Ok(())
+        });
+    result?;
+    Ok(Some((rows, cols, out)))
+}
+
+/// Reads the 2-D float array `name` (`[rows, cols]`) streaming, straight into transposed
+/// float32 order (`[cols, rows]`), rejecting non-finite values. Peak extra memory is one
+/// block of rows, not a second copy of the array.
+pub fn read_f32_transposed<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    name: &str,
+) -> Result<(usize, usize, Vec<f32>)> {
+    let mut e = entry(archive, name)?;
+    let declared = e.size();
+    let header = read_npy_header(name, &mut e, declared)?;
+    if header.shape.len() != 2 {
+        return Err(Error::ShapeMismatch {
+            array: name.to_string(),
+            expected: "[out_dim, in_dim]".to_string(),
+            found: header.shape.clone(),
+        });
+    }
+    let (rows, cols) = (header.shape[0], header.shape[1]);
+    let size = header.dtype.size();
+    let decode: fn(&[u8]) -> f32 = match header.dtype {
+        Dtype::F32 => |b| f32::from_le_bytes(b.try_into().unwrap()),
+        Dtype::F64 => |b| f64::from_le_bytes(b.try_into().unwrap()) as f32,
+        Dtype::F16 => |b| half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
+        other => {
+            return Err(Error::UnsupportedDtype {
+                array: name.to_string(),
+                found: other.descr().to_string(),
+                expected: "a float dtype (float32)",
+            })
+        }
+    };
+    let malformed = |reason: String| Error::MalformedArray {
+        array: name.to_string(),
+        reason,
+    };
+    let non_finite = |flat: usize| {
+        Error::InconsistentModel(format!(
+            "{name} has a non-finite weight at flat index {flat}"
+        ))
+    };
+    let mut out = Vec::new();
+    out.try_reserve_exact(rows * cols)
+        .map_err(|_| malformed(format!("cannot allocate {rows} x {cols} floats")))?;
+    if header.fortran {
+        // Column-major [rows, cols] is row-major [cols, rows]: already the order we want.
+        let mut buf = vec![0u8; (1 << 20) * size];
+        let mut left = rows * cols;
+        while left > 0 {
+            let take = left.min(buf.len() / size);
+            let chunk = &mut buf[..take * size];
+            e.read_exact(chunk)
+                .map_err(|err| malformed(format!("cannot read data: {err}")))?;
+            for b in chunk.chunks_exact(size) {
+                let x = decode(b);
+                if !x.is_finite() {
+                    let (c, r) = (out.len() / rows, out.len() % rows);
+                    return Err(non_finite(r * cols + c));
+                }
+                out.push(x);
+            }
+            left -= take;
+        }
+        return Ok((rows, cols, out));
+    }
+    out.resize(rows * cols, 0.0);
+    // Blocks of whole rows (~32 MB), scattered column-wise so writes stay contiguous.
+    let block_rows = ((32 << 20) / (cols * size).max(1)).clamp(1, rows.max(1));
+    let mut buf = vec![0u8; block_rows * cols * size];
+    for r0 in (0..rows).step_by(block_rows) {
+        let nr = block_rows.min(rows - r0);
+        let chunk = &mut buf[..nr * cols * size];
+        e.read_exact(chunk)
+            .map_err(|err| malformed(format!("cannot read data: {err}")))?;
+        for c in 0..cols {
+            let dst = &mut out[c * rows + r0..c * rows + r0 + nr];
+            for (r, d) in dst.iter_mut().enumerate() {
+                let at = (r * cols + c) * size;
+                let x = decode(&chunk[at..at + size]);
+                if !x.is_finite() {
+                    return Err(non_finite((r0 + r) * cols + c));
+                }
+                *d = x;
+            }
+        }
+    }
+    Ok((rows, cols, out))
 }
 
 /// Reads an `.npz` archive from memory.

@@ -6,6 +6,7 @@ pub mod fast_wordpiece;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gemm;
 pub mod mlp;
 pub mod model;
 pub mod ngrams;
@@ -15,6 +16,7 @@ pub mod tfidf;
 pub mod threads;
 pub mod tokenize;
 pub mod vocab;
+pub mod weights;
 
 pub use error::{Error, Result};
 pub use model::{Csr, Featurizer, Model};

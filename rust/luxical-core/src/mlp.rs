@@ -3,6 +3,8 @@
 //! L2-normalised output.
 
 use crate::error::{Error, Result};
+use crate::gemm::{PackedF32, PackedI8};
+use crate::weights::SharedF32;
 
 /// One dense layer, weights stored `[out, in]` row-major as the model file stores them.
 #[derive(Debug, Clone)]
@@ -12,14 +14,38 @@ pub struct DenseLayer {
     pub weights_out_in: Vec<f32>,
 }
 
+/// Arithmetic of the dense layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// float32 weights and activations (matches the reference to float rounding).
+    #[default]
+    Exact,
+    /// int8 weights (per output column scales) and 7-bit activations (per row scales),
+    /// exact i32 sums: faster on CPUs with AVX2, approximate (see `gemm`).
+    Int8,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Exact => "float32",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
 /// The network. The first layer is kept transposed (`[vocab, dim0]`, one contiguous row
-/// per feature) so the sparse product is a gather of rows.
+/// per feature) so the sparse product is a gather of rows; the dense layers are packed for
+/// `gemm` once, at load.
 #[derive(Debug, Clone)]
 pub struct Network {
     vocab_size: usize,
     first_dim: usize,
-    first_in_out: Vec<f32>,
-    dense: Vec<DenseLayer>,
+    first_in_out: SharedF32,
+    dense: Vec<PackedF32>,
+    /// The hidden dense layers quantised (all but the output layer), when
+    /// `Precision::Int8` was chosen.
+    dense_int8: Option<Vec<PackedI8>>,
 }
 
 impl Network {
@@ -30,30 +56,134 @@ impl Network {
             Error::InconsistentModel("the network has no layers (num_nn_layers = 0)".into())
         })?;
         let dense: Vec<DenseLayer> = layers.collect();
-        let mut prev = first.out_dim;
-        for (i, layer) in dense.iter().enumerate() {
-            if layer.in_dim != prev {
+        check_chain(first.out_dim, dense.iter().map(|l| (l.in_dim, l.out_dim)))?;
+        let first_in_out = transpose(&first.weights_out_in, first.out_dim, first.in_dim);
+        let dense = dense
+            .iter()
+            .map(|l| PackedF32::pack(&l.weights_out_in, l.out_dim, l.in_dim))
+            .collect();
+        Self::from_parts(
+            first.in_dim,
+            first.out_dim,
+            SharedF32::owned(first_in_out),
+            dense,
+        )
+    }
+
+    /// Builds the network from a transposed first layer (`[vocab_size, first_dim]`) and
+    /// packed dense layers.
+    pub fn from_parts(
+        vocab_size: usize,
+        first_dim: usize,
+        first_in_out: SharedF32,
+        dense: Vec<PackedF32>,
+    ) -> Result<Self> {
+        if first_in_out.len() != vocab_size * first_dim {
+            return Err(Error::InconsistentModel(format!(
+                "nn_layer_0 holds {} weights for shape [{first_dim}, {vocab_size}]",
+                first_in_out.len()
+            )));
+        }
+        check_chain(first_dim, dense.iter().map(|l| (l.in_dim, l.out_dim)))?;
+        Ok(Self {
+            vocab_size,
+            first_dim,
+            first_in_out,
+            dense,
+            dense_int8: None,
+        })
+    }
+
+    /// The float32 buffers, in weight-cache order (first layer, then each dense layer).
+    pub fn buffers(&self) -> Vec<&SharedF32> {
+        let mut b = vec![&self.first_in_out];
+        b.extend(self.dense.iter().map(PackedF32::packed));
+        b
+    }
+
+    /// Buffer lengths of a network with these `[vocab, d0, d1, ...]` dims (cache order).
+    pub fn buffer_lens(dims: &[usize]) -> Vec<usize> {
+        let mut lens = vec![dims[0] * dims.get(1).copied().unwrap_or(0)];
+        lens.extend(
+            dims[1..]
+                .windows(2)
+                .map(|w| PackedF32::packed_len(w[1], w[0])),
+        );
+        lens
+    }
+
+    /// Replaces the float32 buffers with equal ones (e.g. the same weights memory-mapped
+    /// from a weight-cache file); `buffers` must have the lengths of `self.buffers()`.
+    pub fn replace_buffers(&mut self, buffers: Vec<SharedF32>) -> Result<()> {
+        let lens: Vec<usize> = self.buffers().iter().map(|b| b.len()).collect();
+        if buffers.iter().map(|b| b.len()).ne(lens.iter().copied()) {
+            return Err(Error::InconsistentModel(
+                "weight buffers do not match".into(),
+            ));
+        }
+        let mut it = buffers.into_iter();
+        self.first_in_out = it.next().expect("first layer buffer");
+        for (layer, data) in self.dense.iter_mut().zip(it) {
+            *layer = PackedF32::from_packed(layer.out_dim, layer.in_dim, data)
+                .expect("lengths checked above");
+        }
+        Ok(())
+    }
+
+    /// Whether the weights live in a shared (memory-mapped) weight-cache file.
+    pub fn weights_mapped(&self) -> bool {
+        self.buffers().iter().all(|b| b.is_mapped())
+    }
+}
+
+/// Checks that dense layers `(in, out)` chain from `first_dim` to a non-empty output.
+fn check_chain(first_dim: usize, dense: impl Iterator<Item = (usize, usize)>) -> Result<()> {
+    {
+        let mut prev = first_dim;
+        for (i, (in_dim, out_dim)) in dense.enumerate() {
+            if in_dim != prev {
                 return Err(Error::InconsistentModel(format!(
                     "nn_layer_{} takes {} inputs but nn_layer_{} gives {} outputs; the layers \
                      do not chain",
                     i + 1,
-                    layer.in_dim,
+                    in_dim,
                     i,
                     prev
                 )));
             }
-            prev = layer.out_dim;
+            prev = out_dim;
         }
         if prev == 0 {
             return Err(Error::InconsistentModel("the output dimension is 0".into()));
         }
-        let first_in_out = transpose(&first.weights_out_in, first.out_dim, first.in_dim);
-        Ok(Self {
-            vocab_size: first.in_dim,
-            first_dim: first.out_dim,
-            first_in_out,
-            dense,
-        })
+        Ok(())
+    }
+}
+
+impl Network {
+    /// Chooses the arithmetic of the dense layers (quantising them for `Int8`).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.dense_int8 = match precision {
+            Precision::Exact => None,
+            // The output layer stays float32: it is small next to the hidden layers, and it
+            // may carry a post-processing transform (e.g. whitening) that cancels a large
+            // common component of its input, where 7-bit activations lose the small rest.
+            Precision::Int8 => Some(
+                self.dense
+                    .iter()
+                    .take(self.dense.len().saturating_sub(1))
+                    .map(|l| PackedI8::quantize(&l.unpack(), l.out_dim, l.in_dim))
+                    .collect(),
+            ),
+        };
+    }
+
+    pub fn precision(&self) -> Precision {
+        if self.dense_int8.is_some() {
+            Precision::Int8
+        } else {
+            Precision::Exact
+        }
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -78,7 +208,11 @@ impl Network {
             in_dim: self.vocab_size,
             weights_out_in: transpose(&self.first_in_out, self.vocab_size, self.first_dim),
         }];
-        layers.extend(self.dense.iter().cloned());
+        layers.extend(self.dense.iter().map(|l| DenseLayer {
+            out_dim: l.out_dim,
+            in_dim: l.in_dim,
+            weights_out_in: l.unpack(),
+        }));
         layers
     }
 
@@ -124,13 +258,18 @@ impl Network {
         }
         relu_normalize_rows(&mut src[..n_rows * cur_dim], cur_dim);
         let last = self.dense.len() - 1;
+        let mut quantized = Vec::new();
         for (i, layer) in self.dense.iter().enumerate() {
             let target: &mut [f32] = if i == last {
                 &mut *out
             } else {
                 &mut dst[..n_rows * layer.out_dim]
             };
-            matmul_transposed_b(&src[..n_rows * cur_dim], n_rows, layer, target);
+            let input = &src[..n_rows * cur_dim];
+            match self.dense_int8.as_ref().and_then(|q| q.get(i)) {
+                Some(int8) => int8.matmul(input, n_rows, target, &mut quantized),
+                None => layer.matmul(input, n_rows, target),
+            }
             if i == last {
                 normalize_rows(target, layer.out_dim);
             } else {
@@ -139,37 +278,6 @@ impl Network {
             }
             cur_dim = layer.out_dim;
         }
-    }
-}
-
-/// `out[n, out_dim] = a[n, in_dim] · Wᵀ` with `W` stored `[out_dim, in_dim]`.
-fn matmul_transposed_b(a: &[f32], n_rows: usize, layer: &DenseLayer, out: &mut [f32]) {
-    let (k, m) = (layer.in_dim, layer.out_dim);
-    debug_assert_eq!(a.len(), n_rows * k);
-    debug_assert_eq!(out.len(), n_rows * m);
-    if n_rows == 0 {
-        return;
-    }
-    // SAFETY: the slices hold exactly n_rows*k, m*k and n_rows*m elements, and the strides
-    // below address a[n_rows, k] row-major, Wᵀ[k, m] (= W[m, k] row-major read with swapped
-    // strides) and out[n_rows, m] row-major, all inside those bounds.
-    unsafe {
-        matrixmultiply::sgemm(
-            n_rows,
-            k,
-            m,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            layer.weights_out_in.as_ptr(),
-            1,
-            k as isize,
-            0.0,
-            out.as_mut_ptr(),
-            m as isize,
-            1,
-        );
     }
 }
 
@@ -300,18 +408,52 @@ mod tests {
     }
 
     #[test]
-    fn gemm_matches_naive_product() {
-        let (n, k, m) = (5, 7, 3);
-        let a: Vec<f32> = (0..n * k).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
-        let w: Vec<f32> = (0..m * k).map(|i| ((i * 13) % 7) as f32 - 3.0).collect();
-        let l = layer(m, k, &w);
-        let mut out = vec![0.0; n * m];
-        matmul_transposed_b(&a, n, &l, &mut out);
-        for r in 0..n {
-            for c in 0..m {
-                let want: f32 = (0..k).map(|i| a[r * k + i] * w[c * k + i]).sum();
-                assert_eq!(out[r * m + c], want);
+    fn int8_hidden_layers_track_float32_and_the_output_layer_stays_exact() {
+        // 4 -> 64 -> 48 -> 8 with an output layer that subtracts the mean of its input (a
+        // whitening-like transform that cancels a large common component).
+        let dims = [4usize, 64, 48, 8];
+        let mut layers: Vec<DenseLayer> = dims
+            .windows(2)
+            .enumerate()
+            .map(|(li, w)| {
+                let vals = (0..w[0] * w[1])
+                    .map(|i| ((((i * 7919 + li * 31) % 101) as f32) - 50.0) / 50.0)
+                    .collect::<Vec<_>>();
+                layer(w[1], w[0], &vals)
+            })
+            .collect();
+        let (k, m) = (48, 8);
+        let out = &mut layers[2].weights_out_in;
+        for o in 0..m {
+            let mean: f32 = (0..k).map(|i| out[o * k + i]).sum::<f32>() / k as f32;
+            (0..k).for_each(|i| out[o * k + i] += 3.0 - mean);
+        }
+        let exact = Network::from_layers(layers.clone()).unwrap();
+        let mut int8 = exact.clone();
+        int8.set_precision(Precision::Int8);
+        assert_eq!(int8.precision(), Precision::Int8);
+        assert_eq!(int8.dense_int8.as_ref().unwrap().len(), 1); // hidden layer only
+        let run = |net: &Network, x: &[f32]| {
+            let mut h = vec![0.0; 64];
+            let idx: Vec<u32> = (0..4).collect();
+            net.first_layer(&idx, x, &mut h);
+            let mut s = vec![0.0; 64];
+            let mut o = vec![0.0; 8];
+            net.forward_dense(1, &mut h, &mut s, &mut o);
+            o
+        };
+        for x in [
+            [1.0, 0.0, 0.0, 0.0],
+            [0.5, 0.5, 0.5, 0.5],
+            [0.1, 0.9, 0.3, 0.2],
+        ] {
+            let (a, b) = (run(&exact, &x), run(&int8, &x));
+            let want = naive_forward(&layers, &x);
+            for (a, w) in a.iter().zip(&want) {
+                assert!((a - w).abs() < 1e-5, "exact path: {a} vs {w}");
             }
+            let cos: f32 = b.iter().zip(&want).map(|(x, y)| x * y).sum();
+            assert!(cos > 0.999, "{x:?}: int8 cosine {cos}");
         }
     }
 

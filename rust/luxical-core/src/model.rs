@@ -2,18 +2,31 @@
 
 use std::collections::HashMap;
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::format::{self, Dtype, NpyArray, NpyOut};
-use crate::mlp::{DenseLayer, Network};
+use crate::gemm::PackedF32;
+use crate::mlp::{DenseLayer, Network, Precision};
 use crate::options::RunOptions;
 use crate::tfidf::apply_idf;
 use crate::threads;
 use crate::tokenize::TextTokenizer;
 use crate::vocab::{CountScratch, Vocabulary};
+use crate::weights::{self, SharedF32};
+
+/// How `Model::load_with` loads a model file.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Directory of weight-cache files: the converted weights are written there once and
+    /// memory-mapped on every load (shared between processes, no conversion). `None`:
+    /// private memory. A cache that cannot be written or read is skipped, never an error.
+    pub weight_cache: Option<PathBuf>,
+    /// Arithmetic of the dense layers.
+    pub precision: Precision,
+}
 
 /// Documents per unit of parallel work: large enough for the dense layers to run as
 /// efficient GEMMs, small enough to balance two threads on small inputs.
@@ -31,7 +44,8 @@ pub struct Featurizer {
 /// A loaded Luxical model.
 #[derive(Debug, Clone)]
 pub struct Model {
-    featurizer: Featurizer,
+    /// Shared: models that differ only in precision share the vocabulary and idf.
+    featurizer: std::sync::Arc<Featurizer>,
     network: Network,
 }
 
@@ -175,21 +189,12 @@ impl Model {
     ) -> Result<Self> {
         let featurizer = Featurizer::new(tokenizer, vocab, idf)?;
         for (i, layer) in layers.iter().enumerate() {
-            if layer.weights_out_in.len() != layer.out_dim * layer.in_dim {
-                return Err(Error::InconsistentModel(format!(
-                    "nn_layer_{i} has {} weights for shape [{}, {}]",
-                    layer.weights_out_in.len(),
-                    layer.out_dim,
-                    layer.in_dim
-                )));
-            }
-            if let Some(j) = layer.weights_out_in.iter().position(|v| !v.is_finite()) {
-                return Err(Error::InconsistentModel(format!(
-                    "nn_layer_{i} has a non-finite weight at flat index {j}"
-                )));
-            }
+            check_layer(i, layer)?;
         }
-        let network = Network::from_layers(layers)?;
+        Self::assemble(featurizer, Network::from_layers(layers)?)
+    }
+
+    fn assemble(featurizer: Featurizer, network: Network) -> Result<Self> {
         if network.vocab_size() != featurizer.vocab.len() {
             return Err(Error::InconsistentModel(format!(
                 "nn_layer_0 takes {} inputs but the vocabulary has {} n-grams",
@@ -198,20 +203,134 @@ impl Model {
             )));
         }
         Ok(Self {
-            featurizer,
+            featurizer: std::sync::Arc::new(featurizer),
             network,
         })
     }
 
-    /// Loads a model file (reference `.npz`, format v1).
+    /// Loads a model file (reference `.npz`, format v1) into private memory, float32.
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with(path, &LoadOptions::default())
+    }
+
+    /// Loads a model file (reference `.npz`, format v1).
+    ///
+    /// The first layer is read straight into its transposed order (no second copy); with
+    /// `opts.weight_cache` the converted weights come from (or go to) a memory-mapped
+    /// weight-cache file shared by every process that loads the same model.
+    pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|source| Error::Io {
             action: "cannot open model file",
             path: path.to_path_buf(),
             source,
         })?;
-        let arrays = format::read_npz(std::io::BufReader::with_capacity(1 << 20, file))?;
-        Self::from_arrays(&arrays)
+        let archive = format::open_npz(std::io::BufReader::with_capacity(1 << 20, &file))?;
+        // Our own pool (not rayon's global one): it is rebuilt after fork().
+        let pool = threads::pool(None).or_else(|_| threads::pool(Some(1)))?;
+        pool.install(|| Self::load_archive(archive, Some(&file), opts))
+    }
+
+    /// `load_with` on an open archive of `file`.
+    fn load_archive<R: std::io::Read + std::io::Seek>(
+        mut archive: zip::ZipArchive<R>,
+        file: Option<&std::fs::File>,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
+        let is_layer = |name: &str| {
+            name.strip_prefix(format::LAYER_PREFIX)
+                .is_some_and(|i| i.parse::<usize>().is_ok())
+        };
+        let arrays = format::read_npz_where(&mut archive, |name| !is_layer(name))?;
+        let n_layers = format::check_version_and_layers(&arrays)?;
+        let featurizer = featurizer_from_arrays(&arrays)?;
+        let names: Vec<String> = (0..n_layers)
+            .map(|i| format!("{}{i}", format::LAYER_PREFIX))
+            .collect();
+        // Layer shapes and fingerprints from the archive's directory and .npy headers.
+        let mut shapes = Vec::with_capacity(n_layers);
+        let mut fingerprints = Vec::with_capacity(n_layers);
+        for name in &names {
+            let header = format::member_header(&mut archive, name)?;
+            if header.shape.len() != 2 {
+                return Err(Error::ShapeMismatch {
+                    array: name.clone(),
+                    expected: "[out_dim, in_dim]".into(),
+                    found: header.shape,
+                });
+            }
+            shapes.push((header.shape[0], header.shape[1]));
+            fingerprints.push(format::member_fingerprint(&mut archive, name)?);
+        }
+        let mut lens = vec![shapes[0].0 * shapes[0].1];
+        lens.extend(
+            shapes[1..]
+                .iter()
+                .map(|&(o, i)| PackedF32::packed_len(o, i)),
+        );
+        let key = weights::cache_key(&fingerprints);
+        let (d0, vocab_size) = shapes[0];
+
+        let from_cache = |buffers: Vec<SharedF32>| -> Result<Network> {
+            let mut it = buffers.into_iter();
+            let first = it.next().expect("one buffer per layer");
+            let dense = shapes[1..]
+                .iter()
+                .zip(it)
+                .map(|(&(o, i), b)| PackedF32::from_packed(o, i, b).expect("length checked"))
+                .collect();
+            Network::from_parts(vocab_size, d0, first, dense)
+        };
+        let cache_dir = opts.weight_cache.as_deref();
+        let mut network = match cache_dir.and_then(|dir| weights::open_cache(dir, key, &lens)) {
+            Some(buffers) => from_cache(buffers)?,
+            None => {
+                let network = read_layers(&mut archive, file, &names, vocab_size, d0)?;
+                match cache_dir {
+                    Some(dir) => {
+                        let buffers = network.buffers();
+                        let slices: Vec<&[f32]> = buffers.iter().map(|b| &***b).collect();
+                        if weights::write_cache(dir, key, &slices).is_ok() {
+                            // Drop the private copy before mapping the shared one, so the
+                            // two never coexist (peak memory: one copy of the weights).
+                            drop(slices);
+                            drop(buffers);
+                            drop(network);
+                            match weights::open_cache(dir, key, &lens) {
+                                Some(buffers) => from_cache(buffers)?,
+                                // Written but unreadable (removed meanwhile?): read again.
+                                None => read_layers(&mut archive, file, &names, vocab_size, d0)?,
+                            }
+                        } else {
+                            network
+                        }
+                    }
+                    None => network,
+                }
+            }
+        };
+        network.set_precision(opts.precision);
+        Self::assemble(featurizer, network)
+    }
+
+    /// Chooses the arithmetic of the dense layers (see `Precision`).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.network.set_precision(precision);
+    }
+
+    /// This model with another precision; shares the featurizer and float32 weights.
+    pub fn with_precision(&self, precision: Precision) -> Self {
+        let mut m = self.clone();
+        m.set_precision(precision);
+        m
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.network.precision()
+    }
+
+    /// Whether the weights are memory-mapped from a weight-cache file.
+    pub fn weights_mapped(&self) -> bool {
+        self.network.weights_mapped()
     }
 
     /// Loads a model from the bytes of a model file.
@@ -221,42 +340,21 @@ impl Model {
 
     fn from_arrays(arrays: &HashMap<String, NpyArray>) -> Result<Self> {
         let n_layers = format::check_version_and_layers(arrays)?;
-        let tok = format::get(arrays, format::KEY_TOKENIZER)?;
-        if tok.dtype != Dtype::U8 {
-            return Err(Error::UnsupportedDtype {
-                array: tok.name.clone(),
-                found: format!("{:?}", tok.dtype),
-                expected: "uint8 (the UTF-8 bytes of tokenizer.json)",
-            });
-        }
-        let json = std::str::from_utf8(&tok.data).map_err(|e| Error::MalformedArray {
-            array: tok.name.clone(),
-            reason: format!("tokenizer JSON is not UTF-8: {e}"),
-        })?;
-        let tokenizer = TextTokenizer::from_json(json)?;
-
-        let ngrams = format::get(arrays, format::KEY_NGRAMS)?;
-        ngrams.expect_ndim(2, "[vocab_size, max_ngram_len]")?;
-        let max_ngram_len = ngrams.shape[1];
-        let keys = format::get(arrays, format::KEY_HASH_KEYS)?.to_i64()?;
-        let values = format::get(arrays, format::KEY_HASH_VALUES)?.to_u32()?;
-        let vocab = Vocabulary::from_parts(ngrams.to_u32_tokens()?, max_ngram_len, &keys, &values)?;
-        let idf_arr = format::get(arrays, format::KEY_IDF)?;
-        idf_arr.expect_ndim(1, "[vocab_size]")?;
-        let idf = idf_arr.to_f32()?;
-
+        let featurizer = featurizer_from_arrays(arrays)?;
         let layers = (0..n_layers)
             .map(|i| {
                 let arr = format::get(arrays, &format!("{}{i}", format::LAYER_PREFIX))?;
                 arr.expect_ndim(2, "[out_dim, in_dim]")?;
-                Ok(DenseLayer {
+                let layer = DenseLayer {
                     out_dim: arr.shape[0],
                     in_dim: arr.shape[1],
                     weights_out_in: arr.to_f32()?,
-                })
+                };
+                check_layer(i, &layer)?;
+                Ok(layer)
             })
             .collect::<Result<Vec<_>>>()?;
-        Self::new(tokenizer, vocab, idf, layers)
+        Self::assemble(featurizer, Network::from_layers(layers)?)
     }
 
     /// Serialises the model as a reference-compatible `.npz` (format v1).
@@ -268,7 +366,7 @@ impl Model {
             tokenizer,
             vocab,
             idf,
-        } = &self.featurizer;
+        } = &*self.featurizer;
         let tokenizer = tokenizer.to_json().as_bytes();
         let version = format::FORMAT_VERSION.to_le_bytes();
         let ngrams = format::le_bytes(vocab.ngrams(), u32::to_le_bytes);
@@ -456,6 +554,98 @@ impl Model {
             .forward_dense(n, &mut s.hidden, &mut s.dense, out);
         Ok(())
     }
+}
+
+/// Reads the layers of an open archive into private memory: the first layer straight
+/// into its transposed order, the dense layers packed.
+fn read_layers<R: std::io::Read + std::io::Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    file: Option<&std::fs::File>,
+    names: &[String],
+    vocab_size: usize,
+    d0: usize,
+) -> Result<Network> {
+    let span = format::stored_span(archive, &names[0])?;
+    #[cfg(unix)]
+    let fast = match (file, span) {
+        (Some(file), Some(span)) => format::transpose_stored_f32(&names[0], file, span)?,
+        _ => None,
+    };
+    #[cfg(not(unix))]
+    let fast = {
+        let _ = (file, span);
+        None
+    };
+    let first = match fast {
+        Some((_, _, first)) => first,
+        None => format::read_f32_transposed(archive, &names[0])?.2,
+    };
+    let dense = names[1..]
+        .iter()
+        .enumerate()
+        .map(|(j, name)| {
+            let arr = format::read_member(archive, name)?;
+            let layer = DenseLayer {
+                out_dim: arr.shape[0],
+                in_dim: arr.shape[1],
+                weights_out_in: arr.to_f32()?,
+            };
+            check_layer(j + 1, &layer)?;
+            Ok(PackedF32::pack(
+                &layer.weights_out_in,
+                layer.out_dim,
+                layer.in_dim,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Network::from_parts(vocab_size, d0, SharedF32::owned(first), dense)
+}
+
+/// Tokenizer + vocabulary + idf from the arrays of a model file.
+fn featurizer_from_arrays(arrays: &HashMap<String, NpyArray>) -> Result<Featurizer> {
+    let tok = format::get(arrays, format::KEY_TOKENIZER)?;
+    if tok.dtype != Dtype::U8 {
+        return Err(Error::UnsupportedDtype {
+            array: tok.name.clone(),
+            found: format!("{:?}", tok.dtype),
+            expected: "uint8 (the UTF-8 bytes of tokenizer.json)",
+        });
+    }
+    let json = std::str::from_utf8(&tok.data).map_err(|e| Error::MalformedArray {
+        array: tok.name.clone(),
+        reason: format!("tokenizer JSON is not UTF-8: {e}"),
+    })?;
+    let tokenizer = TextTokenizer::from_json(json)?;
+
+    let ngrams = format::get(arrays, format::KEY_NGRAMS)?;
+    ngrams.expect_ndim(2, "[vocab_size, max_ngram_len]")?;
+    let max_ngram_len = ngrams.shape[1];
+    let keys = format::get(arrays, format::KEY_HASH_KEYS)?.to_i64()?;
+    let values = format::get(arrays, format::KEY_HASH_VALUES)?.to_u32()?;
+    let vocab = Vocabulary::from_parts(ngrams.to_u32_tokens()?, max_ngram_len, &keys, &values)?;
+    let idf_arr = format::get(arrays, format::KEY_IDF)?;
+    idf_arr.expect_ndim(1, "[vocab_size]")?;
+    let idf = idf_arr.to_f32()?;
+
+    Featurizer::new(tokenizer, vocab, idf)
+}
+
+/// Shape and finiteness of one layer as read from a file or given by a caller.
+fn check_layer(i: usize, layer: &DenseLayer) -> Result<()> {
+    if layer.weights_out_in.len() != layer.out_dim * layer.in_dim {
+        return Err(Error::InconsistentModel(format!(
+            "nn_layer_{i} has {} weights for shape [{}, {}]",
+            layer.weights_out_in.len(),
+            layer.out_dim,
+            layer.in_dim
+        )));
+    }
+    if let Some(j) = layer.weights_out_in.iter().position(|v| !v.is_finite()) {
+        return Err(Error::InconsistentModel(format!(
+            "nn_layer_{i} has a non-finite weight at flat index {j}"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

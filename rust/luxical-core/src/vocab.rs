@@ -1,6 +1,7 @@
 //! The n-gram vocabulary: recognized n-grams, their hash → feature index map, and
 //! per-document feature counting.
 
+use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
@@ -60,8 +61,7 @@ impl Vocabulary {
             )));
         }
         let mut seen = vec![false; vocab_size];
-        let mut lookup = FxHashMap::with_capacity_and_hasher(vocab_size, Default::default());
-        for (i, (&key, &value)) in keys.iter().zip(values).enumerate() {
+        for (i, &value) in values.iter().enumerate() {
             let idx = value as usize;
             if idx >= vocab_size || std::mem::replace(&mut seen[idx], true) {
                 return Err(Error::InconsistentModel(format!(
@@ -69,15 +69,28 @@ impl Vocabulary {
                      (vocabulary size {vocab_size})"
                 )));
             }
-            let row = &ngrams[idx * max_ngram_len..(idx + 1) * max_ngram_len];
-            if hash_padded_row(row) != key as u64 {
-                return Err(Error::InconsistentModel(format!(
-                    "ngram_hash_to_ngram_idx_keys[{i}] is not the FNV-1a hash of \
-                     recognized_ngrams[{idx}]; the file is corrupted"
-                )));
-            }
-            lookup.insert(key as u64, value);
         }
+        // Every key must be the hash of its row (checked in parallel: millions of rows).
+        // (On our own pool, not rayon's global one: ours is rebuilt after fork().)
+        let pool = crate::threads::pool(None).or_else(|_| crate::threads::pool(Some(1)))?;
+        let wrong = pool.install(|| {
+            keys.par_iter()
+                .zip(values)
+                .position_first(|(&key, &value)| {
+                    let idx = value as usize;
+                    hash_padded_row(&ngrams[idx * max_ngram_len..(idx + 1) * max_ngram_len])
+                        != key as u64
+                })
+        });
+        if let Some(i) = wrong {
+            return Err(Error::InconsistentModel(format!(
+                "ngram_hash_to_ngram_idx_keys[{i}] is not the FNV-1a hash of \
+                 recognized_ngrams[{}]; the file is corrupted",
+                values[i]
+            )));
+        }
+        let mut lookup = FxHashMap::with_capacity_and_hasher(vocab_size, Default::default());
+        lookup.extend(keys.iter().zip(values).map(|(&k, &v)| (k as u64, v)));
         Ok(Self {
             max_ngram_len,
             ngrams,

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use luxical_core::mlp::Precision;
+use luxical_core::model::LoadOptions;
 use luxical_core::tokenize::DEFAULT_MAX_TOKENS;
 use luxical_core::{Error, Model as CoreModel, RunOptions};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadwriteArray2, PyUntypedArrayMethods};
@@ -14,6 +16,16 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
 use crate::errors::{panic_to_pyerr, to_pyerr};
+
+fn parse_precision(name: &str) -> PyResult<Precision> {
+    match name {
+        "float32" => Ok(Precision::Exact),
+        "int8" => Ok(Precision::Int8),
+        other => Err(PyValueError::new_err(format!(
+            "precision must be \"float32\" or \"int8\", got {other:?}"
+        ))),
+    }
+}
 
 /// Runs `f` without the GIL; a core error or a panic becomes a Python exception.
 pub(crate) fn detached<T: Send>(
@@ -239,11 +251,43 @@ impl Model {
 
 #[pymethods]
 impl Model {
-    /// Loads a model file (reference `.npz`, format v1).
+    /// Loads a model file (reference `.npz`, format v1); `weight_cache`: directory of
+    /// memory-mapped weight-cache files (None: private memory); `precision`: "float32" or
+    /// "int8" (dense layers).
     #[staticmethod]
-    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let inner = detached(py, "loading a model", || CoreModel::load(&path))?;
+    #[pyo3(signature = (path, weight_cache=None, precision="float32"))]
+    fn load(
+        py: Python<'_>,
+        path: PathBuf,
+        weight_cache: Option<PathBuf>,
+        precision: &str,
+    ) -> PyResult<Self> {
+        let opts = LoadOptions {
+            weight_cache,
+            precision: parse_precision(precision)?,
+        };
+        let inner = detached(py, "loading a model", || CoreModel::load_with(&path, &opts))?;
         Ok(Self { inner })
+    }
+
+    /// This model computing its dense layers in `precision` (shares the weights).
+    fn with_precision(&self, precision: &str) -> PyResult<Self> {
+        Ok(Self {
+            inner: self.inner.with_precision(parse_precision(precision)?),
+        })
+    }
+
+    /// Arithmetic of the dense layers: "float32" or "int8".
+    #[getter]
+    fn precision(&self) -> &'static str {
+        self.inner.precision().name()
+    }
+
+    /// Whether the weights are memory-mapped from a weight-cache file (shared between
+    /// processes).
+    #[getter]
+    fn weights_mapped(&self) -> bool {
+        self.inner.weights_mapped()
     }
 
     /// Loads a model from the bytes of a model file.
