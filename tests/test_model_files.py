@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,8 +26,50 @@ def _npz(arrays: dict[str, np.ndarray], **kwargs) -> bytes:
     return buf.getvalue()
 
 
+def _load_each_way(data: bytes) -> list:
+    """Loads `data` from memory, and as a file through the path loader with private and
+    with memory-mapped weights (streaming transposition, CRC check, weight cache).
+    Returns the three Embedders or exceptions."""
+    outcomes: list = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.npz"
+        path.write_bytes(data)
+        old = os.environ.get("LUXICAL_CACHE_DIR")
+        os.environ["LUXICAL_CACHE_DIR"] = str(Path(tmp) / "cache")
+        try:
+            for load in (
+                lambda: Embedder.from_bytes(data),
+                lambda: Embedder.load(path, mmap=False),
+                lambda: Embedder.load(path, mmap=True),
+            ):
+                try:
+                    outcomes.append(load())
+                except Exception as exc:  # noqa: BLE001 - compared below
+                    outcomes.append(exc)
+        finally:
+            if old is None:
+                os.environ.pop("LUXICAL_CACHE_DIR")
+            else:
+                os.environ["LUXICAL_CACHE_DIR"] = old
+    return outcomes
+
+
+_PROBE = ["the data text", "", "embedding of a document 1 2"]
+
+
 def _load_bytes(data: bytes) -> Embedder:
-    return Embedder.from_bytes(data)
+    """Loads `data` every way (see `_load_each_way`): all must agree, on the error (class
+    and message) or on the model (same embeddings). Returns the model or raises the error."""
+    first, *others = _load_each_way(data)
+    for other in others:
+        if isinstance(first, Exception):
+            assert type(other) is type(first) and str(other) == str(first), (first, other)
+        else:
+            assert not isinstance(other, Exception), other
+            np.testing.assert_array_equal(other(_PROBE), first(_PROBE))
+    if isinstance(first, Exception):
+        raise first
+    return first
 
 
 def test_missing_file():
@@ -51,10 +96,33 @@ def test_corrupted_bytes_never_crash(fixture_model_path):
         bad = bytearray(data)
         for pos in rng.integers(0, len(bad), size=8):
             bad[pos] ^= 0xFF
-        try:
-            _load_bytes(bytes(bad))
-        except LuxicalError:
-            pass  # a clear error is fine; loading may also succeed if only weights changed
+        # A clear error is fine; loading may also succeed if only weights changed (the
+        # path loader checks the first layer's CRC-32, so it may refuse what the in-memory
+        # loader accepted, never the reverse).
+        from_bytes, *from_file = _load_each_way(bytes(bad))
+        for o in (from_bytes, *from_file):
+            assert isinstance(o, (Embedder, LuxicalError)), repr(o)
+        if isinstance(from_bytes, LuxicalError):
+            assert all(isinstance(o, LuxicalError) for o in from_file), (trial, from_bytes, from_file)
+
+
+def test_damaged_first_layer_fails_its_crc_check(fixture_model_path, tmp_path):
+    data = bytearray(fixture_model_path.read_bytes())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        info = zf.getinfo("nn_layer_0.npy")
+    # Local file header: 30 bytes + name + extra, then the stored .npy bytes.
+    name_len = int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little")
+    extra_len = int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    data[start + info.file_size // 2] ^= 0x01  # one bit of one weight: still a finite float
+    path = tmp_path / "damaged.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFormatError, match="nn_layer_0.npy fails its CRC-32 check"):
+        Embedder.load(path, mmap=False)
+    # numpy (what the reference loads with) refuses the same file.
+    with pytest.raises(zipfile.BadZipFile, match="CRC"):
+        with np.load(path, allow_pickle=False) as z:
+            z["nn_layer_0"]
 
 
 def test_missing_key(arrays):

@@ -509,17 +509,57 @@ pub fn read_member<R: Read + Seek>(
 }
 
 /// Where the raw `.npy` bytes of array `name` lie in the archive file, if it is stored
-/// uncompressed (what `numpy.savez` and luxical write): `(offset, length)`.
+/// uncompressed (what `numpy.savez` and luxical write): offset, length and the CRC-32 the
+/// archive records for them.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredSpan {
+    pub offset: u64,
+    pub len: u64,
+    pub crc32: u32,
+}
+
 pub fn stored_span<R: Read + Seek>(
     archive: &mut zip::ZipArchive<R>,
     name: &str,
-) -> Result<Option<(u64, u64)>> {
+) -> Result<Option<StoredSpan>> {
     let e = entry(archive, name)?;
-    Ok((e.compression() == zip::CompressionMethod::Stored).then(|| (e.data_start(), e.size())))
+    Ok(
+        (e.compression() == zip::CompressionMethod::Stored).then(|| StoredSpan {
+            offset: e.data_start(),
+            len: e.size(),
+            crc32: e.crc32(),
+        }),
+    )
 }
 
-/// Transposes the 2-D float `.npy` array stored uncompressed at `span` (offset, length:
-/// header + data) of `file` (`[rows, cols]`, C order) into float32 `[cols, rows]`, in
+/// CRC-32 of `len` bytes of `file` from `offset`, in parallel blocks combined in order.
+#[cfg(unix)]
+fn file_crc32(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<u32> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::FileExt;
+    const BLOCK: u64 = 32 << 20;
+    let blocks: Vec<(u64, u64)> = (0..len.div_ceil(BLOCK))
+        .map(|b| (offset + b * BLOCK, BLOCK.min(len - b * BLOCK)))
+        .collect();
+    let parts = blocks
+        .par_iter()
+        .map(|&(at, n)| {
+            let mut buf = vec![0u8; n as usize];
+            file.read_exact_at(&mut buf, at)?;
+            let mut h = crc32fast::Hasher::new();
+            h.update(&buf);
+            Ok(h)
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut total = crc32fast::Hasher::new();
+    for h in parts {
+        total.combine(&h);
+    }
+    Ok(total.finalize())
+}
+
+/// Transposes the 2-D float `.npy` array stored uncompressed at `span` (header + data)
+/// of `file` (`[rows, cols]`, C order) into float32 `[cols, rows]`, in
 /// parallel strips of columns read with positioned reads (no second copy of the array, and
 /// the file is not mapped), rejecting non-finite values. Returns `None` for layouts it
 /// does not handle (Fortran order, non-float32 data): `read_f32_transposed` handles those.
@@ -527,11 +567,11 @@ pub fn stored_span<R: Read + Seek>(
 pub fn transpose_stored_f32(
     name: &str,
     file: &std::fs::File,
-    span: (u64, u64),
+    span: StoredSpan,
 ) -> Result<Option<(usize, usize, Vec<f32>)>> {
     use rayon::prelude::*;
     use std::os::unix::fs::FileExt;
-    let (offset, len) = span;
+    let StoredSpan { offset, len, crc32 } = span;
     let malformed = |reason: String| Error::MalformedArray {
         array: name.to_string(),
         reason,
@@ -586,6 +626,13 @@ pub fn transpose_stored_f32(
             Ok(())
         });
     result?;
+    // The positioned reads bypass the zip reader's CRC check: do it here (as numpy does).
+    let crc = file_crc32(file, offset, len).map_err(|e| malformed(format!("cannot read: {e}")))?;
+    if crc != crc32 {
+        return Err(Error::Archive(format!(
+            "{name}.npy fails its CRC-32 check (the file is damaged)"
+        )));
+    }
     Ok(Some((rows, cols, out)))
 }
 

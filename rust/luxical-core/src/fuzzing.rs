@@ -4,6 +4,7 @@
 //! are fine.
 
 use crate::mlp::DenseLayer;
+use crate::model::LoadOptions;
 use crate::ngrams::PAD_TOKEN;
 use crate::options::RunOptions;
 use crate::tokenize::TextTokenizer;
@@ -157,14 +158,38 @@ pub fn load_model(data: &[u8]) {
         }
         _ => data.to_vec(),
     };
-    if let Ok(model) = Model::from_bytes(&bytes) {
-        let texts = ["the data text", "", "embedding of a b c 中文 1 2"];
+    let texts = ["the data text", "", "embedding of a b c 中文 1 2"];
+    let embed = |model: &Model| {
         let dim = model.dim();
         let mut out = vec![0.0; texts.len() * dim];
         model
             .embed_into(&texts, &mut out, &RunOptions::threads(Some(1)))
             .expect("a model that loads embeds");
         check_rows(&out, dim);
+        out
+    };
+    let in_memory = Model::from_bytes(&bytes).ok().map(|m| embed(&m));
+    // The same bytes as a file, through the path loader (streaming transposition, CRC
+    // check, weight cache): twice, so the second load maps the cache the first wrote.
+    let dir = std::env::temp_dir().join(format!(
+        "luxical-fuzz-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("model.npz");
+    if std::fs::write(&path, &bytes).is_ok() {
+        let opts = LoadOptions {
+            weight_cache: Some(dir.join("cache")),
+            ..LoadOptions::default()
+        };
+        let first = Model::load_with(&path, &opts).ok().map(|m| embed(&m));
+        let again = Model::load_with(&path, &opts).ok().map(|m| embed(&m));
+        assert_eq!(first, again, "a mapped weight cache changed the model");
+        if let (Some(a), Some(b)) = (&in_memory, &first) {
+            assert_eq!(a, b, "file and in-memory loads of the same bytes differ");
+        }
+        let _ = std::fs::remove_dir_all(dir.join("cache"));
     }
 }
 
