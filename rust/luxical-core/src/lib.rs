@@ -7,6 +7,7 @@ pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gemm;
+pub mod hash_index;
 pub mod mlp;
 pub mod model;
 pub mod ngrams;

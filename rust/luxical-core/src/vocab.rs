@@ -5,6 +5,7 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
+use crate::hash_index::HashIndex;
 use crate::ngrams::{for_each_ngram_hash, hash_padded_row, PAD_TOKEN};
 
 /// The recognized n-grams of a model and the map used to look them up.
@@ -14,13 +15,14 @@ pub struct Vocabulary {
     /// Row-major `[vocab_size, max_ngram_len]` token ids, padded with `PAD_TOKEN`.
     ngrams: Vec<u32>,
     /// Hash (format v1, see `ngrams`) → feature index.
-    lookup: FxHashMap<u64, u32>,
+    lookup: HashIndex,
 }
 
 /// Reusable per-thread scratch for `Vocabulary::count_features`.
 #[derive(Debug, Default)]
 pub struct CountScratch {
     states: Vec<u64>,
+    hashes: Vec<u64>,
     slot_of_feature: FxHashMap<u32, u32>,
 }
 
@@ -89,8 +91,10 @@ impl Vocabulary {
                 values[i]
             )));
         }
-        let mut lookup = FxHashMap::with_capacity_and_hasher(vocab_size, Default::default());
-        lookup.extend(keys.iter().zip(values).map(|(&k, &v)| (k as u64, v)));
+        let mut lookup = HashIndex::with_capacity(vocab_size);
+        for (&k, &v) in keys.iter().zip(values) {
+            lookup.insert(k as u64, v);
+        }
         Ok(Self {
             max_ngram_len,
             ngrams,
@@ -161,10 +165,20 @@ impl Vocabulary {
     ) -> usize {
         let start = features.len();
         scratch.slot_of_feature.clear();
+        let hashes = &mut scratch.hashes;
+        hashes.clear();
+        for_each_ngram_hash(tokens, self.max_ngram_len, &mut scratch.states, |hash| {
+            hashes.push(hash)
+        });
+        // Look up with the slot of a hash a few places ahead already on its way.
+        const AHEAD: usize = 16;
         let lookup = &self.lookup;
         let slots = &mut scratch.slot_of_feature;
-        for_each_ngram_hash(tokens, self.max_ngram_len, &mut scratch.states, |hash| {
-            if let Some(&idx) = lookup.get(&hash) {
+        for (i, &hash) in hashes.iter().enumerate() {
+            if let Some(&ahead) = hashes.get(i + AHEAD) {
+                lookup.prefetch(ahead);
+            }
+            if let Some(idx) = lookup.get(hash) {
                 let next = (features.len() - start) as u32;
                 let slot = *slots.entry(idx).or_insert(next);
                 if slot == next {
@@ -173,7 +187,7 @@ impl Vocabulary {
                     features[start + slot as usize].1 += 1;
                 }
             }
-        });
+        }
         features.len() - start
     }
 }
