@@ -30,7 +30,8 @@ def series(many_real_texts):
 
 
 def _cached_models(client) -> dict[str, list[tuple[str, int]]]:
-    return client.run(lambda: sorted((k, id(v)) for k, v in __import__("luxical")._cache.items()))
+    # luxical._cache is keyed by (path, precision, mmap); the path is what we check.
+    return client.run(lambda: sorted((k[0], id(v)) for k, v in __import__("luxical")._cache.items()))
 
 
 def test_embed_series_equals_local_and_keeps_the_index(client, series, fixture_embedder, fixture_model_path):

@@ -146,7 +146,7 @@ def test_model_loaded_once_per_worker_and_threads_from_task_cpus(spark, fixture_
         for _ in batches:
             pass
         yield pa.RecordBatch.from_arrays(
-            [pa.array([os.getpid()]), pa.array([luxical.spark._task_threads(None)]), pa.array([sorted(luxical._cache)])],
+            [pa.array([os.getpid()]), pa.array([luxical.spark._task_threads(None)]), pa.array([sorted(k[0] for k in luxical._cache)])],
             names=["pid", "threads", "cached"],
         )
 
