@@ -424,20 +424,7 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
 
 /// Reads every array of an `.npz` archive.
 pub fn read_npz<R: Read + Seek>(reader: R) -> Result<HashMap<String, NpyArray>> {
-    let mut archive = zip::ZipArchive::new(reader).map_err(|e| Error::Archive(e.to_string()))?;
-    let mut arrays = HashMap::new();
-    for i in 0..archive.len() {
-        let mut entry = archive
-            .by_index(i)
-            .map_err(|e| Error::Archive(e.to_string()))?;
-        let Some(name) = entry.name().strip_suffix(".npy").map(str::to_string) else {
-            continue;
-        };
-        let declared = entry.size();
-        let array = read_npy(&name, &mut entry, declared)?;
-        arrays.insert(name, array);
-    }
-    Ok(arrays)
+    read_npz_where(&mut open_npz(reader)?, |_| true)
 }
 
 /// Opens an `.npz` archive.

@@ -112,11 +112,6 @@ impl PackedF32 {
         w
     }
 
-    /// Bytes held.
-    pub fn nbytes(&self) -> usize {
-        self.data.len() * 4
-    }
-
     /// `out[n_rows, out_dim] = a[n_rows, in_dim] · Wᵀ`.
     pub fn matmul(&self, a: &[f32], n_rows: usize, out: &mut [f32]) {
         let (k, m) = (self.in_dim, self.out_dim);
@@ -244,11 +239,6 @@ impl PackedI8 {
             data,
             scales,
         }
-    }
-
-    /// Bytes held.
-    pub fn nbytes(&self) -> usize {
-        self.data.len() + self.scales.len() * 4
     }
 
     /// `out[n_rows, out_dim] ≈ a[n_rows, in_dim] · Wᵀ` for non-negative `a` (negative

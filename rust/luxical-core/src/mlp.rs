@@ -101,35 +101,6 @@ impl Network {
         b
     }
 
-    /// Buffer lengths of a network with these `[vocab, d0, d1, ...]` dims (cache order).
-    pub fn buffer_lens(dims: &[usize]) -> Vec<usize> {
-        let mut lens = vec![dims[0] * dims.get(1).copied().unwrap_or(0)];
-        lens.extend(
-            dims[1..]
-                .windows(2)
-                .map(|w| PackedF32::packed_len(w[1], w[0])),
-        );
-        lens
-    }
-
-    /// Replaces the float32 buffers with equal ones (e.g. the same weights memory-mapped
-    /// from a weight-cache file); `buffers` must have the lengths of `self.buffers()`.
-    pub fn replace_buffers(&mut self, buffers: Vec<SharedF32>) -> Result<()> {
-        let lens: Vec<usize> = self.buffers().iter().map(|b| b.len()).collect();
-        if buffers.iter().map(|b| b.len()).ne(lens.iter().copied()) {
-            return Err(Error::InconsistentModel(
-                "weight buffers do not match".into(),
-            ));
-        }
-        let mut it = buffers.into_iter();
-        self.first_in_out = it.next().expect("first layer buffer");
-        for (layer, data) in self.dense.iter_mut().zip(it) {
-            *layer = PackedF32::from_packed(layer.out_dim, layer.in_dim, data)
-                .expect("lengths checked above");
-        }
-        Ok(())
-    }
-
     /// Whether the weights live in a shared (memory-mapped) weight-cache file.
     pub fn weights_mapped(&self) -> bool {
         self.buffers().iter().all(|b| b.is_mapped())
