@@ -464,23 +464,16 @@ fn entry<'a, R: Read + Seek>(
         .map_err(|_| Error::MissingArray(name.to_string()))
 }
 
-/// `(crc32, uncompressed size)` of array `name` as the archive records them (no data read).
-pub fn member_fingerprint<R: Read + Seek>(
-    archive: &mut zip::ZipArchive<R>,
-    name: &str,
-) -> Result<(u32, u64)> {
-    let e = entry(archive, name)?;
-    Ok((e.crc32(), e.size()))
-}
-
-/// The `.npy` header of array `name` (reads only the header).
+/// The `.npy` header of array `name` (reads only the header) and its fingerprint: the
+/// `(crc32, uncompressed size)` the archive's directory records for it.
 pub fn member_header<R: Read + Seek>(
     archive: &mut zip::ZipArchive<R>,
     name: &str,
-) -> Result<NpyHeader> {
+) -> Result<(NpyHeader, (u32, u64))> {
     let mut e = entry(archive, name)?;
     let declared = e.size();
-    read_npy_header(name, &mut e, declared)
+    let fingerprint = (e.crc32(), declared);
+    Ok((read_npy_header(name, &mut e, declared)?, fingerprint))
 }
 
 /// Reads array `name` (a 2-D float array: `[out_dim, in_dim]`).

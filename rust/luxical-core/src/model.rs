@@ -250,7 +250,7 @@ impl Model {
         let mut shapes = Vec::with_capacity(n_layers);
         let mut fingerprints = Vec::with_capacity(n_layers);
         for name in &names {
-            let header = format::member_header(&mut archive, name)?;
+            let (header, fingerprint) = format::member_header(&mut archive, name)?;
             if header.shape.len() != 2 {
                 return Err(Error::ShapeMismatch {
                     array: name.clone(),
@@ -259,7 +259,7 @@ impl Model {
                 });
             }
             shapes.push((header.shape[0], header.shape[1]));
-            fingerprints.push(format::member_fingerprint(&mut archive, name)?);
+            fingerprints.push(fingerprint);
         }
         let mut lens = vec![shapes[0].0 * shapes[0].1];
         lens.extend(
