@@ -325,3 +325,102 @@ def test_interrupted_training_resumes_to_the_same_model(docs, static_teacher, tm
     assert not (tmp_path / "b" / "checkpoint.pt").is_file()
     for x, y in zip(straight.layers, resumed.layers):
         np.testing.assert_array_equal(x, y)
+
+
+# --- static fitting (luxical.training.static): the default model's recipe -------------
+
+
+@pytest.fixture(scope="module")
+def static_setup(docs, static_teacher, bert_tokenizer_json):
+    """Documents and words (every distinct word of the documents, so that every word piece
+    of a held-out document is trained through some word) embedded by the real static
+    teacher, their L2-normalised term-frequency rows (IDF 1) over the word pieces they use,
+    and the teacher's own vectors of those pieces."""
+    from luxical.training.init import init_from_vectors
+
+    words = sorted({w.lower().strip(".,;:()\"'") for d in docs for w in d.split()} - {""})
+    ids, _ = _tokens(bert_tokenizer_json, docs + words)
+    uniq = np.unique(ids)
+    ngrams = uniq.astype(np.uint32).reshape(-1, 1)
+    rng = np.random.default_rng(3)
+    featurizer = init_from_vectors(bert_tokenizer_json, ngrams, np.ones(len(uniq), np.float32),
+                                   rng.normal(size=(len(uniq), 8)), dim=2)
+    t_docs = static_teacher.encode(docs, normalize_embeddings=True)
+    t_words = static_teacher.encode(words, normalize_embeddings=True)
+    teacher_rows = static_teacher[0].embedding.weight.detach().numpy()[uniq]
+    return featurizer.tfidf(docs), t_docs, featurizer.tfidf(words), t_words, teacher_rows, ngrams
+
+
+def test_fit_vectors_recovers_a_static_teacher(static_setup):
+    """The teacher embeds a text as the mean of its tokens' vectors, which is what a
+    term-frequency-weighted sum can express: from random start vectors the fit must reach
+    the teacher on held-out documents, and the fitted sums of single words must match."""
+    from luxical.training.static import fit_vectors
+
+    x_docs, t_docs, x_words, t_words, _, _ = static_setup
+    start = np.random.default_rng(4).normal(size=(x_docs.shape[1], t_docs.shape[1])).astype(np.float32)
+    fitted, report = fit_vectors(start, x_docs, t_docs, x_words, t_words, epochs=40, lr=5e-2, batch_size=64,
+                                 word_batch_size=256, holdout=150, progress=False)
+    first, last = report["holdout_cos"][0], report["holdout_cos"][-1]
+    assert first < 0.3 and last > 0.9, report["holdout_cos"][-5:]
+
+    def cos(x, t):
+        p = np.asarray(x @ fitted)
+        return np.sum(p * t, axis=1) / np.linalg.norm(p, axis=1)
+
+    assert np.median(cos(x_words, t_words)) > 0.9
+    again, _ = fit_vectors(start, x_docs, t_docs, x_words, t_words, epochs=2, lr=2e-2, batch_size=64,
+                           word_batch_size=256, holdout=150, progress=False)
+    twice, _ = fit_vectors(start, x_docs, t_docs, x_words, t_words, epochs=2, lr=2e-2, batch_size=64,
+                           word_batch_size=256, holdout=150, progress=False)
+    np.testing.assert_array_equal(again, twice)  # seeded: deterministic
+
+
+def test_fit_vectors_rejects_mismatched_inputs(static_setup):
+    from luxical.training.static import fit_vectors
+
+    x_docs, t_docs, x_words, t_words, _, _ = static_setup
+    start = np.zeros((x_docs.shape[1], t_docs.shape[1]), np.float32)
+    with pytest.raises(ValueError, match="targets"):
+        fit_vectors(start, x_docs, t_docs[:-1], progress=False)
+    with pytest.raises(ValueError, match="both words and word_targets"):
+        fit_vectors(start, x_docs, t_docs, x_words, None, progress=False)
+    with pytest.raises(ValueError, match="none to train on"):
+        fit_vectors(start, x_docs, t_docs, holdout=x_docs.shape[0], progress=False)
+
+
+def test_whitening_projection_whitens_the_samples(static_setup):
+    """With power 1 the projected (normalised, centred) sample embeddings have identity
+    covariance; with power 0 the projection is a rotation (distances kept)."""
+    from luxical.training.static import whitening_projection
+
+    x_docs, _, x_words, _, teacher_rows, _ = static_setup
+    mean, proj = whitening_projection(teacher_rows, [x_docs, x_words], power=1.0)
+    emb = np.vstack([np.asarray(x @ (teacher_rows - mean)) for x in (x_docs, x_words)])
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    z = (emb - emb.mean(0)) @ proj
+    np.testing.assert_allclose(z.T @ z, np.eye(proj.shape[1]), atol=1e-6)
+    _, rot = whitening_projection(teacher_rows, [x_docs, x_words], power=0.0)
+    np.testing.assert_allclose(rot.T @ rot, np.eye(rot.shape[1]), atol=1e-9)
+    with pytest.raises(ValueError, match="power"):
+        whitening_projection(teacher_rows, [x_docs], power=-1)
+
+
+def test_model_from_coords_embeds_the_weighted_sum(static_setup, docs, bert_tokenizer_json):
+    """Coordinates of any sign survive the runtime's ReLU (offset trick): the model embeds a
+    text as the normalised TF-IDF-weighted sum of its rows (compared through Gram matrices,
+    which do not depend on the basis)."""
+    from luxical.training.static import model_from_coords
+
+    *_, ngrams = static_setup
+    rng = np.random.default_rng(5)
+    coords = rng.normal(size=(len(ngrams), 12))
+    idf = rng.uniform(0.5, 3.0, size=len(ngrams)).astype(np.float32)
+    model = model_from_coords(bert_tokenizer_json, ngrams, idf, coords)
+    assert model.layer_dims == [len(ngrams), 13, 13]
+    want = model.tfidf(docs[:300]).astype(np.float64) @ coords
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    got = model(docs[:300]).astype(np.float64)
+    np.testing.assert_allclose(got @ got.T, want @ want.T, atol=1e-4)
+    with pytest.raises(ValueError, match="coords"):
+        model_from_coords(bert_tokenizer_json, ngrams, idf, coords[:-1])

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from luxical.embedder import Embedder
+from luxical.training.static import model_from_coords
 
 PAD = 2**32 - 1
 
@@ -73,17 +74,4 @@ def init_from_vectors(
     x = vectors.astype(np.float64) - vectors.mean(0)
     _, singular, vt = np.linalg.svd(x, full_matrices=False)
     coords = (x @ vt[: dim - 1].T) / singular[: dim - 1] ** whiten  # (V, dim-1)
-    # An orthonormal basis of the subspace of R^dim orthogonal to the all-ones vector.
-    basis, _ = np.linalg.qr(np.eye(dim) - 1.0 / dim)
-    basis = basis[:, : dim - 1]  # (dim, dim-1), columns ⊥ 1
-    rows = coords @ basis.T  # (V, dim), each row ⊥ 1
-    scale = np.abs(rows).max()
-    rows = rows / scale
-    rows = rows + max(0.0, -rows.min())  # non-negative: ReLU is the identity on sums
-    centring = np.eye(dim) - 1.0 / dim
-    return Embedder.from_arrays(
-        tokenizer_json=tokenizer_json,
-        ngrams=ngrams,
-        idf=idf,
-        layers=[rows.T.astype(np.float32), centring.astype(np.float32)],
-    )
+    return model_from_coords(tokenizer_json, ngrams, idf, coords)
