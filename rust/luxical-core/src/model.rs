@@ -69,6 +69,22 @@ struct Scratch {
     dense: Vec<f32>,
 }
 
+thread_local! {
+    /// Each worker thread's embedding scratch, kept between calls: the activation buffers of
+    /// a large model are megabytes, and allocating them per chunk cost fresh zeroed pages
+    /// (page faults + kernel page clearing: ~4% of short-document time).
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch (a fresh one if it is already in use higher up the
+/// stack, e.g. when rayon runs another chunk while this one waits).
+fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        Err(_) => f(&mut Scratch::default()),
+    })
+}
+
 impl Featurizer {
     /// Assembles a featurizer, checking that idf matches the vocabulary.
     pub fn new(tokenizer: TextTokenizer, vocab: Vocabulary, idf: Vec<f32>) -> Result<Self> {
@@ -521,9 +537,9 @@ impl Model {
             out.par_chunks_mut(CHUNK_DOCS * dim)
                 .zip(texts.par_chunks(CHUNK_DOCS))
                 .enumerate()
-                .try_for_each_init(Scratch::default, |s, (chunk, (out_chunk, docs))| {
+                .try_for_each(|(chunk, (out_chunk, docs))| {
                     opts.check_cancelled()?;
-                    self.embed_chunk(chunk * CHUNK_DOCS, docs, out_chunk, s, opts)
+                    with_scratch(|s| self.embed_chunk(chunk * CHUNK_DOCS, docs, out_chunk, s, opts))
                 })
         })
     }
