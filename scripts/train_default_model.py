@@ -70,8 +70,11 @@ def main() -> None:
     ap.add_argument("--device", default=None, help="teacher device (cpu, cuda, ...)")
     args = ap.parse_args()
 
+    import scipy.sparse
+
+    from luxical._luxical import Featurizer
     from luxical.training.data import load_corpus
-    from luxical.training.init import embed_ngrams, init_from_vectors, ngram_strings
+    from luxical.training.init import embed_ngrams, ngram_strings
     from luxical.training.static import fit_vectors, model_from_coords, whitening_projection
     from luxical.training.teacher import embed_with_teacher, load_teacher, teacher_tokenizer_json
 
@@ -100,13 +103,18 @@ def main() -> None:
     if df_path.exists():
         df = np.load(df_path)
     else:
-        counter = init_from_vectors(tj, ngrams, np.ones(len(ngrams), np.float32), vectors, dim=2)
+        counter = Featurizer(tj, ngrams.ravel(), 1, np.ones(len(ngrams), np.float32))
         df = np.zeros(len(ngrams))
         for i in range(0, len(texts), 16384):
-            df += np.bincount(counter.tfidf(texts[i : i + 16384]).indices, minlength=len(ngrams))
+            df += counter.document_frequencies(texts[i : i + 16384])
         np.save(df_path, df)
     idf = (np.log(len(texts)) - np.log(np.maximum(df, 1))).astype(np.float32)
-    base = init_from_vectors(tj, ngrams, idf, vectors, dim=2)  # only its TF-IDF featurizer is used
+    featurizer = Featurizer(tj, ngrams.ravel(), 1, idf)
+
+    def tfidf(batch: list[str], max_tokens: int | None = None) -> scipy.sparse.csr_matrix:
+        indptr, indices, data = featurizer.tfidf(batch, None, max_tokens)
+        return scipy.sparse.csr_matrix((data, indices, indptr), shape=(len(batch), len(ngrams)))
+
     report["prepare_s"] = time.time() - t0
 
     docs = texts[: args.docs]
@@ -123,8 +131,8 @@ def main() -> None:
     report["teacher_s"] = time.time() - t0 - report["prepare_s"]
     print(f"teacher embeddings: {len(docs)} documents, {len(words)} words", flush=True)
     # The teacher saw 256 tokens including [CLS] and [SEP]: fit on the same 254.
-    x_docs = base.tfidf(docs, max_tokens=254)
-    x_words = base.tfidf(words)
+    x_docs = tfidf(docs, max_tokens=254)
+    x_words = tfidf(words)
     t1 = time.time()
     fitted, fit_report = fit_vectors(
         vectors, x_docs, doc_targets, x_words, word_targets, epochs=args.epochs, lr=args.lr,
