@@ -161,7 +161,8 @@ def whitening_projection(
     centred = v - mean
     emb = np.vstack([np.asarray(s @ centred) for s in samples])
     norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    emb = emb[norms[:, 0] > 0] / norms[norms[:, 0] > 0]
+    nonzero = norms[:, 0] > 0  # texts without any vocabulary n-gram embed as zero
+    emb = emb[nonzero] / norms[nonzero]
     if len(emb) < 2:
         raise ValueError("need at least two non-empty sample texts to fit a whitening")
     emb -= emb.mean(0)
