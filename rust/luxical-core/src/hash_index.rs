@@ -91,18 +91,7 @@ impl HashIndex {
     /// Hints the CPU to fetch the slot `key` starts probing at.
     #[inline]
     pub fn prefetch(&self, key: u64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let p = self
-                .slots
-                .as_ptr()
-                .wrapping_add(self.home(key))
-                .cast::<i8>();
-            // SAFETY: prefetching is a hint with no architectural effect; `home` < len.
-            unsafe { std::arch::x86_64::_mm_prefetch(p, std::arch::x86_64::_MM_HINT_T0) };
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = key;
+        crate::prefetch(&self.slots[self.home(key)]);
     }
 
     pub fn len(&self) -> usize {

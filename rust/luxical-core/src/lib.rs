@@ -22,3 +22,19 @@ pub mod weights;
 pub use error::{Error, Result};
 pub use model::{Csr, Featurizer, Model};
 pub use options::RunOptions;
+
+/// Hints the CPU to bring the cache line holding `item` into L1 (a no-op off x86-64).
+/// Prefetching has no architectural effect, so any reference is fine.
+#[inline]
+pub(crate) fn prefetch<T>(item: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` only hints the cache; the pointer comes from a live reference.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(
+            (item as *const T).cast::<i8>(),
+            std::arch::x86_64::_MM_HINT_T0,
+        )
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = item;
+}

@@ -286,26 +286,13 @@ fn sum_squares(x: &[f32]) -> f64 {
 /// How many features ahead `first_layer` prefetches.
 const FIRST_LAYER_AHEAD: usize = 4;
 
-/// Hints the cache lines of `weights[start..start + len]` (no effect off x86-64).
+/// Hints the cache lines of `weights[start..start + len]`.
 #[inline]
 fn prefetch_row(weights: &[f32], start: usize, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let end = (start + len).min(weights.len());
-        let mut at = start;
-        while at < end {
-            // SAFETY: prefetching is a hint with no architectural effect; `at` < len.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch(
-                    weights.as_ptr().add(at).cast::<i8>(),
-                    std::arch::x86_64::_MM_HINT_T0,
-                )
-            };
-            at += 16; // one 64-byte line
-        }
+    let end = (start + len).min(weights.len());
+    for at in (start..end).step_by(16) {
+        crate::prefetch(&weights[at]); // one 64-byte line per 16 floats
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (weights, start, len);
 }
 
 /// ReLU, then L2-normalise each row in place.
