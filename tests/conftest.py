@@ -1,9 +1,15 @@
-"""Shared fixtures: the reference fixtures in ../shared, the reference luxical 1.1.2
-installed in its own target folder, and small real-text corpora."""
+"""Shared fixtures: the reference fixtures in tests/fixtures/reference (made by the reference
+luxical 1.1.2, scripts/make_reference_fixtures.py), the reference package installed in its
+own target folder, and the real-text sample in tests/data (scripts/data/build_test_texts.py).
+
+Every file a test needs is in the repository: a missing one is a failure, never a skip.
+Skips are allowed only for the platform reasons listed in tests/README.md; their reasons
+start with ``platform:`` and any other skip fails the run (see ``pytest_sessionfinish``)."""
 
 from __future__ import annotations
 
 import json
+import lzma
 import os
 import subprocess
 import sys
@@ -13,21 +19,63 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("LUXICAL_SHARED_DIR", REPO.parent / "shared"))
-FIXTURES = SHARED / "fixtures" / "reference"
+TESTS = REPO / "tests"
+FIXTURES = TESTS / "fixtures" / "reference"
+REAL_TEXTS = TESTS / "data" / "real_texts.jsonl.xz"
 REFERENCE_TARGET = Path(os.environ.get("LUXICAL_REFERENCE_PATH", REPO / ".reference"))
 SCRATCH = Path(os.environ.get("TMPDIR", "/tmp"))
 
+#: The one prefix a skip reason may have (tests/README.md lists each such skip).
+PLATFORM_SKIP = "platform:"
 
-def _require(path: Path, what: str) -> Path:
+
+def _require(path: Path, what: str, remedy: str) -> Path:
     if not path.exists():
-        pytest.skip(f"{what} not found at {path} (the shared/ folder is absent, e.g. an sdist built elsewhere)")
+        pytest.fail(f"{what} missing at {path}: {remedy}", pytrace=False)
     return path
+
+
+def platform_skip(reason: str) -> None:
+    """Skips for a documented platform reason (listed in tests/README.md)."""
+    pytest.skip(f"{PLATFORM_SKIP} {reason}")
+
+
+# ------------------------------------------------------------------- the skip policy
+_bad_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        if not reason.startswith(PLATFORM_SKIP):
+            _bad_skips.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_collectreport(report) -> None:
+    pytest_runtest_logreport(report)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _bad_skips:
+        terminalreporter.section("skips that are not documented platform skips (tests/README.md)", red=True)
+        for line in _bad_skips:
+            terminalreporter.line(line)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    # A skip for a missing dependency or file hides a broken setup: fail the run instead.
+    # LUXICAL_ALLOW_SKIPS=1 lets a developer run a subset without the full test setup;
+    # scripts/test.sh never sets it.
+    allowed = os.environ.get("LUXICAL_ALLOW_SKIPS", "").strip().lower() in ("1", "true", "yes", "on")
+    if _bad_skips and exitstatus == 0 and not allowed:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
 def fixture_dir() -> Path:
-    return _require(FIXTURES, "reference fixtures")
+    _require(FIXTURES / "small_model.npz", "the reference fixtures", "run scripts/make_reference_fixtures.py")
+    return FIXTURES
 
 
 @pytest.fixture(scope="session")
@@ -74,9 +122,10 @@ def run_reference():
     """Runs a Python snippet with the reference luxical 1.1.2 importable (it shares our
     import name, so it lives in its own target folder and runs in a subprocess)."""
     if not reference_available():
-        pytest.skip(
-            f"reference luxical 1.1.2 not installed at {REFERENCE_TARGET}; "
-            "install it with: pip install --no-deps --target .reference luxical==1.1.2 arrow-tokenize==1.0.2 uniplot"
+        pytest.fail(
+            f"reference luxical 1.1.2 not installed at {REFERENCE_TARGET} (scripts/test.sh installs it); "
+            "install it with: pip install --no-deps --target .reference luxical==1.1.2 arrow-tokenize==1.0.2 uniplot",
+            pytrace=False,
         )
 
     def run(code: str, timeout: float = 600) -> str:
@@ -103,13 +152,23 @@ def unit_or_zero_rows(emb: np.ndarray, atol: float = 1e-5) -> bool:
     return bool(np.all((np.abs(norms - 1.0) < atol) | (norms == 0.0)))
 
 
+def read_real_texts() -> list[dict]:
+    """The repository's real-text sample: rows {i, source, kind, text[, title, body]}
+    (Debian package descriptions and documentation chunks; tests/data/README.md)."""
+    _require(REAL_TEXTS, "the real-text sample", "run scripts/data/build_test_texts.py")
+    with lzma.open(REAL_TEXTS, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
 @pytest.fixture(scope="session")
-def many_real_texts() -> list[str]:
-    """12,000 real documents (Debian package descriptions and queries, dictionary
-    definitions) for the data-engine tests; embedding only, never training."""
-    texts: list[str] = []
-    for name in ("debian_short2long/corpus.jsonl", "gcide_word2def/corpus.jsonl"):
-        path = _require(SHARED / "eval" / name, "the shared eval data")
-        with open(path, encoding="utf-8") as f:
-            texts.extend(json.loads(line)["text"] for line in f)
+def real_text_rows() -> list[dict]:
+    return read_real_texts()
+
+
+@pytest.fixture(scope="session")
+def many_real_texts(real_text_rows: list[dict]) -> list[str]:
+    """12,000 real documents (Debian package descriptions and documentation chunks) for the
+    data-engine tests; embedding only, never training."""
+    texts = [row["text"] for row in real_text_rows]
+    assert len(texts) >= 12_000, len(texts)
     return texts[:12_000]

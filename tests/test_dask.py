@@ -16,7 +16,11 @@ import luxical.dask  # noqa: E402
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(
+    import dask
+
+    # The test data (12,000 real documents, ~4.6 MiB) travels inside the task graph, which
+    # dask warns about above 10 MiB of graph; the warnings are errors in this suite.
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "64MiB"}), distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="3GiB"
     ) as cluster, distributed.Client(cluster) as c:
         yield c

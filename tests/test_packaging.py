@@ -68,3 +68,25 @@ def test_stubs_and_marker_ship_with_the_package():
     pkg = Path(luxical.__file__).parent
     assert (pkg / "py.typed").is_file() and (pkg / "_luxical.pyi").is_file()
     assert (pkg / "models" / "default.npz").is_file()
+
+
+def _tracked_text_files() -> list[Path]:
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.fail("the self-containment check reads the git checkout; run the suite from a clone", pytrace=False)
+    names = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.split(b"\0")
+    return [REPO / n.decode() for n in names if n and not n.endswith((b".npz", b".npy", b".xz", b".lock"))]
+
+
+def test_nothing_tracked_reads_files_outside_the_repository():
+    """A clean clone is the whole project: no tracked file points at a sibling folder of
+    the checkout (the strings are built here so that this file does not match itself)."""
+    outside = ["..", "shared"]
+    needles = ["/".join(outside), "LUXICAL_" + "SHARED_DIR", 'parent / "' + outside[1] + '"']
+    hits = []
+    for path in _tracked_text_files():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, FileNotFoundError):
+            continue
+        hits += [f"{path.relative_to(REPO)}: {n}" for n in needles if n in text]
+    assert not hits, hits

@@ -1,4 +1,5 @@
-"""Parity with outputs saved by the reference luxical 1.1.2 (../shared/fixtures/reference).
+"""Parity with outputs saved by the reference luxical 1.1.2 (tests/fixtures/reference, made by
+scripts/make_reference_fixtures.py).
 
 Token ids and TF-IDF column indices must match exactly; TF-IDF values and embeddings to
 1e-5 (cosine >= 0.99999 per row)."""

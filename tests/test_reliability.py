@@ -19,7 +19,7 @@ from luxical._luxical import DEFAULT_MAX_TOKENS
 from conftest import unit_or_zero_rows
 
 if os.name != "posix":  # pragma: no cover
-    pytest.skip("signals and ru_maxrss are POSIX", allow_module_level=True)
+    pytest.skip("platform: signals and ru_maxrss are POSIX", allow_module_level=True)
 
 UNIT = "alpha beta gamma delta "  # four words, each one BERT-uncased token
 

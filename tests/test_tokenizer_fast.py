@@ -4,13 +4,12 @@ inputs built to hit its edges."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 
 import luxical
-from conftest import SHARED
+from conftest import read_real_texts
 
 tokenizers = pytest.importorskip("tokenizers", reason="the oracle is the tokenizers package (a test dependency)")
 
@@ -35,12 +34,12 @@ def oracle():
     return model, hf
 
 
-def _eval_texts() -> list[str]:
+def _sample_texts() -> list[str]:
+    """Every text of the repository's real-text sample, and the titles and bodies of its
+    package descriptions on their own (short texts hit other paths than long ones)."""
     texts = []
-    for path in sorted((SHARED / "eval").glob("*/*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            texts.extend(v for v in row.values() if isinstance(v, str) and len(v) > 1)
+    for row in read_real_texts():
+        texts.extend(row[k] for k in ("text", "title", "body") if isinstance(row.get(k), str) and len(row[k]) > 1)
     return texts
 
 
@@ -63,8 +62,8 @@ def test_edge_cases_match_the_tokenizers_package(oracle):
     _assert_same(*oracle, [" \n ".join(TRICKY)])
 
 
-def test_every_eval_text_matches_the_tokenizers_package(oracle):
-    texts = _eval_texts()
+def test_every_sample_text_matches_the_tokenizers_package(oracle):
+    texts = _sample_texts()
     assert len(texts) > 30_000
     _assert_same(*oracle, texts)
 
