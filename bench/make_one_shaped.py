@@ -5,7 +5,7 @@ weights 96 → 3072 → 3072 → 192 (speed does not depend on their values).
 
     .venv/bin/python bench/make_one_shaped.py CORPUS.parquet [...] --out bench/data/one_shaped.npz
 
-CORPUS: the training corpus of ../shared/data/build_corpus.py (or any Parquet/JSONL/text).
+CORPUS: the training corpus of scripts/data/build_corpus.py (or any Parquet/JSONL/text).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 """Trains the default model shipped in the package (python/luxical/models/default.npz).
 
 Recipe (see MODEL.md):
- 1. corpus: ../shared/data/build_corpus.py output (Debian documentation, 92k docs),
-    shuffled with seed 0 (luxical.training.data.load_corpus);
+ 1. corpus: the output of scripts/data/build_corpus.py (Debian documentation, 92k docs;
+    default .data/corpus/shard-*.parquet), shuffled with seed 0
+    (luxical.training.data.load_corpus);
  2. vocabulary: every word piece of the teacher's BERT-uncased tokenizer (1-grams), so
     every word has a feature; IDF = ln(N / df) over the whole corpus;
  3. start vectors: the teacher's embedding of each word piece's string (model2vec);
@@ -16,8 +17,11 @@ Recipe (see MODEL.md):
     (whitening_projection), offset trick, export with a float16 first layer (fits the
     32 MB package budget; costs < 0.001 of the dev-suite mean, MODEL.md).
 
-Usage:
-  python scripts/train_default_model.py --corpus DIR/shard-*.parquet --work WORK --out OUT.npz
+Usage (the corpus needs the dev suite first, for its overlap filter; see MODEL.md):
+  python scripts/eval/build_dev_suite.py      # -> .data/eval/dev
+  python scripts/data/build_corpus.py         # -> .data/corpus/shard-*.parquet
+  python scripts/train_default_model.py [--corpus .data/corpus/shard-*.parquet]
+      [--work .data/work/train] --out OUT.npz
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from pathlib import Path
 import numpy as np
 
 TEACHER = "all-MiniLM-L6-v2"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CORPUS = REPO / ".data" / "corpus"  # scripts/data/build_corpus.py's default output
+DEFAULT_WORK = REPO / ".data" / "work" / "train"
 
 
 def fetch_wordlist(work: Path) -> Path:
@@ -55,8 +62,9 @@ def load_wordlist(path: Path) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", nargs="+", type=Path, required=True)
-    ap.add_argument("--work", type=Path, required=True, help="caches: n-gram vectors, document frequencies, teacher embeddings")
+    ap.add_argument("--corpus", nargs="+", type=Path, help=f"corpus shards (default: {DEFAULT_CORPUS}/shard-*.parquet)")
+    ap.add_argument("--work", type=Path, default=DEFAULT_WORK,
+                    help="caches: n-gram vectors, document frequencies, teacher embeddings (default: %(default)s)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--words", type=Path, help="word list, one per line (default: fetch wamerican-large)")
     ap.add_argument("--docs", type=int, default=42_000, help="teacher-embedded corpus documents to fit on")
@@ -69,6 +77,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seeds the fit's batch order and word draws")
     ap.add_argument("--device", default=None, help="teacher device (cpu, cuda, ...)")
     args = ap.parse_args()
+    if not args.corpus:
+        args.corpus = sorted(DEFAULT_CORPUS.glob("shard-*.parquet"))
+        if not args.corpus:
+            ap.error(f"no corpus in {DEFAULT_CORPUS}: run scripts/data/build_corpus.py or pass --corpus")
 
     import scipy.sparse
 
