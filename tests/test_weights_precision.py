@@ -7,7 +7,6 @@ mapping holds no private pages), and cosine to the exact float32 path on real te
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import subprocess
@@ -18,8 +17,7 @@ import numpy as np
 import pytest
 
 import luxical
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from conftest import read_real_texts
 
 
 @pytest.fixture()
@@ -29,14 +27,13 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
     return d
 
 
-def _eval_texts(limit_per_file: int = 400) -> list[str]:
-    texts = []
-    for path in sorted((SHARED / "eval").glob("*/*.jsonl")):
-        lines = path.read_text(encoding="utf-8").splitlines()[:limit_per_file]
-        for line in lines:
-            row = json.loads(line)
-            texts.extend(v for v in row.values() if isinstance(v, str) and len(v) > 1)
-    return texts
+def _sample_texts(n_short: int = 2000, n_long: int = 400) -> list[str]:
+    """Real texts of the repository's sample (tests/data): package descriptions and
+    documentation chunks."""
+    rows = read_real_texts()
+    short = [r["text"] for r in rows if r["kind"] == "short"][:n_short]
+    long = [r["text"] for r in rows if r["kind"] == "long"][:n_long]
+    return short + long
 
 
 # ---------------------------------------------------------------------------- weight cache
@@ -62,10 +59,12 @@ def test_a_damaged_cache_file_is_rebuilt_not_trusted(fixture_model_path, real_te
     (path,) = cache_dir.glob("*.lxw")
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x40  # one flipped bit in the weights
+    path.unlink()  # cache files are read-only (and mapped): replace, never write in place
     path.write_bytes(bytes(data))
     emb = luxical.Embedder.load(fixture_model_path, mmap=True)
     np.testing.assert_array_equal(emb(real_texts), luxical.Embedder.load(fixture_model_path, mmap=False)(real_texts))
     assert path.read_bytes() != bytes(data)  # replaced by a good copy
+    path.unlink()
     path.write_bytes(bytes(data[: len(data) // 3]))  # truncated
     emb = luxical.Embedder.load(fixture_model_path, mmap=True)
     assert emb.weights_mapped and path.stat().st_size == len(data)
@@ -85,7 +84,7 @@ def test_another_model_never_meets_this_models_cache(fixture_model_path, tmp_pat
     np.testing.assert_array_equal(b(real_texts), -a(real_texts))
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores directory permissions")
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="platform: root ignores directory permissions")
 def test_unwritable_cache_dir_falls_back_to_private_memory(fixture_model_path, tmp_path, monkeypatch):
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -126,7 +125,7 @@ sys.stdin.read()  # stay alive until the parent has measured every child
 """
 
 
-@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc/<pid>/smaps")
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="platform: needs Linux /proc/<pid>/smaps")
 def test_worker_processes_share_one_copy_of_the_weights(fixture_model_path, cache_dir):
     luxical.Embedder.load(fixture_model_path, mmap=True)  # create the cache file
     env = {**os.environ, "LUXICAL_CACHE_DIR": str(cache_dir)}
@@ -181,7 +180,7 @@ def test_int8_stays_close_to_float32_on_real_text(fixture_model_path, real_texts
     exact = luxical.Embedder.load(fixture_model_path)
     int8 = exact.with_precision("int8")
     assert exact.precision == "float32" and int8.precision == "int8"
-    texts = real_texts + _eval_texts()
+    texts = real_texts + _sample_texts()
     a, b = exact(texts), int8(texts)
     assert not np.array_equal(a, b)  # the int8 path really ran
     cos = _row_cosines(a, b)

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from luxical._luxical import __version__
-from luxical.embedder import Embedder, weight_cache_dir
+from luxical.embedder import Embedder, clear_weight_cache, weight_cache_dir
 from luxical.quantize import dequantize, quantize
 from luxical.errors import (
     LuxicalError,
+    ModelFileChangedError,
     ModelFormatError,
     TokenizationError,
     UnsupportedFormatVersionError,
@@ -30,10 +31,12 @@ from luxical.errors import (
 __all__ = [
     "Embedder",
     "LuxicalError",
+    "ModelFileChangedError",
     "ModelFormatError",
     "TokenizationError",
     "UnsupportedFormatVersionError",
     "__version__",
+    "clear_weight_cache",
     "default_model_path",
     "dequantize",
     "embed",
@@ -68,6 +71,10 @@ def load(
 ) -> Embedder:
     """Loads a model once per process and caches it (cheap to call from a UDF).
 
+    A cached model is returned only while the file still holds it: a replaced or rewritten
+    file is noticed (by its stat, else its fingerprint) and loaded again (a file removed
+    since keeps its cached model).
+
     Args:
         model: Path of a ``.npz`` model, an `Embedder` (returned as is), or None for the
             default model shipped in the package.
@@ -81,7 +88,7 @@ def load(
     key = (str(path.resolve()), precision, mmap)
     with _cache_lock:
         cached = _cache.get(key)
-        if cached is None:
+        if cached is None or (path.exists() and not cached._source_unchanged()):
             cached = _cache[key] = Embedder.load(path, precision=precision, mmap=mmap)
         return cached
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,11 +14,14 @@ from luxical import _inputs
 from luxical._luxical import DEFAULT_MAX_TOKENS
 from luxical._luxical import Model as _NativeModel
 from luxical._luxical import __version__ as _native_version
+from luxical._luxical import clear_weight_cache as _clear_weight_cache
+from luxical._luxical import file_fingerprint as _file_fingerprint
+from luxical.errors import LuxicalError, ModelFileChangedError
 
 if TYPE_CHECKING:
     import scipy.sparse
 
-__all__ = ["Embedder"]
+__all__ = ["Embedder", "clear_weight_cache", "weight_cache_dir"]
 
 _WRITER = f"luxical {_native_version}"
 
@@ -39,6 +43,11 @@ class Embedder:
         self._native = native
         self._source = None if source is None else os.fspath(source)
         self._mmap = False
+        # What the file at `_source` was when loaded (see `_source_unchanged`).
+        self._source_stat: _FileStat | None = None
+        self._checked_ns = 0
+        # Set when the native model's own fingerprint is not the model's (unpickled by value).
+        self._fingerprint: str | None = None
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod
@@ -77,8 +86,11 @@ class Embedder:
         if mmap is None:
             mmap = path.is_file() and path.stat().st_size >= _AUTO_MMAP_BYTES
         cache = weight_cache_dir() if mmap else None
+        # Before reading: a change after this stat is seen by the next check.
+        checked_ns, file_stat = time.time_ns(), _stat(path)
         emb = cls(_NativeModel.load(path, cache, precision), source=path.resolve())
         emb._mmap = bool(mmap)
+        emb._source_stat, emb._checked_ns = file_stat, checked_ns
         return emb
 
     @classmethod
@@ -149,12 +161,23 @@ class Embedder:
         self._native.save(Path(path), _WRITER, first_layer_dtype == "float16")
 
     def __getstate__(self) -> dict[str, Any]:
-        # Small pickles: by path when loaded from a file, else by bytes.
-        if self._source is not None and Path(self._source).is_file():
-            return {"path": self._source, "precision": self.precision, "mmap": self._mmap}
-        return {"bytes": self.to_bytes(), "precision": self.precision}
+        # Small pickles: by path (with the model's fingerprint, checked on unpickling) when
+        # loaded from a file that still holds this model; else by bytes, so that the
+        # receiver gets this model even if the file has been replaced since it was loaded.
+        if self._source is not None and self._source_unchanged():
+            return {
+                "path": self._source,
+                "precision": self.precision,
+                "mmap": self._mmap,
+                "fingerprint": self.fingerprint,
+            }
+        # (A model built in memory has no fingerprint yet: that of these bytes is its own.)
+        fingerprint = self._fingerprint or self._native.fingerprint
+        return {"bytes": self.to_bytes(), "precision": self.precision, "fingerprint": fingerprint}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        self._source_stat, self._checked_ns, self._fingerprint = None, 0, None
+        want = state.get("fingerprint")
         if "path" in state:
             # Through the per-process cache: a worker that unpickles the same Embedder for
             # every task (Spark, Dask, Ray, multiprocessing) loads the file once.
@@ -162,15 +185,60 @@ class Embedder:
 
             precision = state.get("precision", "float32")
             mmap = state.get("mmap")
-            self._native = load(state["path"], precision=precision, mmap=mmap)._native
+            loaded = load(state["path"], precision=precision, mmap=mmap)
+            if want is not None and loaded.fingerprint != want:
+                raise ModelFileChangedError(
+                    f"cannot unpickle the Embedder: the model file '{state['path']}' holds model "
+                    f"{loaded.fingerprint} here, but the pickled Embedder was loaded from model {want} "
+                    "(the file was replaced after pickling, or differs on this host); put the same "
+                    "file at this path everywhere, or send the model by value: "
+                    "Embedder.from_bytes(emb.to_bytes())"
+                )
+            self._native = loaded._native
             self._source = state["path"]
             self._mmap = bool(mmap)
+            self._source_stat, self._checked_ns = loaded._source_stat, loaded._checked_ns
         else:
             self._native = _NativeModel.from_bytes(state["bytes"])
             self._source = None
             self._mmap = False
+            self._fingerprint = want
             if state.get("precision", "float32") != "float32":
                 self._native = self._native.with_precision(state["precision"])
+
+    @property
+    def fingerprint(self) -> str:
+        """The model's identity: 16 hex digits from the name, CRC-32 and size of every array
+        of its model file (read from the file's zip directory, no pass over the weights).
+        Equal files have equal fingerprints wherever they are; a changed array changes it.
+        A model built in memory has the fingerprint of :meth:`to_bytes`; one pickled by
+        value keeps that of the file it was loaded from."""
+        if self._fingerprint is None:
+            native = self._native.fingerprint
+            self._fingerprint = native if native is not None else _NativeModel.from_bytes(self.to_bytes()).fingerprint
+        assert self._fingerprint is not None
+        return self._fingerprint
+
+    def _source_unchanged(self) -> bool:
+        """Whether the file at `_source` still holds this model.
+
+        Cheap when the file's (device, inode, size, mtime, ctime) are those seen when it was
+        loaded and its ctime was then over `_RACY_NS` old (a later change would have a later
+        ctime); otherwise the file's fingerprint decides (its zip directory is read).
+        """
+        assert self._source is not None
+        checked_ns, now = time.time_ns(), _stat(self._source)
+        if now is None:
+            return False
+        if now == self._source_stat and now[4] < self._checked_ns - _RACY_NS:
+            return True
+        try:
+            same = _file_fingerprint(self._source) == self.fingerprint
+        except (OSError, LuxicalError):
+            return False
+        if same:
+            self._source_stat, self._checked_ns = now, checked_ns
+        return same
 
     def __repr__(self) -> str:
         dims = " → ".join(str(d) for d in self.layer_dims)
@@ -193,6 +261,7 @@ class Embedder:
         ``"int8"``); the big first layer is shared, not copied."""
         emb = Embedder(self._native.with_precision(precision), source=self._source)
         emb._mmap = self._mmap
+        emb._source_stat, emb._checked_ns, emb._fingerprint = self._source_stat, self._checked_ns, self._fingerprint
         return emb
 
     # ------------------------------------------------------------------ properties
@@ -255,7 +324,10 @@ class Embedder:
             batch_size: Texts per native call; progress is reported and Ctrl-C is
                 honoured between batches. Results do not depend on it.
             num_threads: Threads to use. Default: ``LUXICAL_NUM_THREADS``, else
-                ``RAYON_NUM_THREADS``, else all cores. Inside Spark use
+                ``RAYON_NUM_THREADS`` (each: a positive integer; ``0``, empty or
+                anything else means not set, as in rayon), else all cores. At most 4 per
+                available core (at least 8) are used; a larger count is capped with a
+                :class:`luxical.errors.LuxicalWarning`. Inside Spark use
                 ``spark.task.cpus``. Results do not depend on it.
             progress: Show a tqdm progress bar (needs ``tqdm``).
             out: Optional preallocated C-contiguous float32 array of shape (n, dim) to
@@ -378,16 +450,56 @@ class Embedder:
 
 _AUTO_MMAP_BYTES = 64 << 20
 
+#: A file whose ctime is closer than this to when it was checked may change again within
+#: the same timestamp tick (ext4: ~4 ms; FAT: 2 s): its stat alone proves nothing.
+_RACY_NS = 2_000_000_000
+
+#: (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)
+_FileStat = tuple[int, int, int, int, int]
+
+
+def _stat(path: str | os.PathLike[str]) -> _FileStat | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
 
 def weight_cache_dir() -> Path:
     """Directory of weight-cache files: ``$LUXICAL_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/luxical/weights``, else ``~/.cache/luxical/weights``. Files there are
-    derived data (safe to delete; rebuilt on the next load)."""
+    ``$XDG_CACHE_HOME/luxical/weights``, else ``~/.cache/luxical/weights``.
+
+    Files there are derived data, rebuilt on the next load, and mapped by every process
+    that uses them: remove them with :func:`clear_weight_cache` (or ``rm``, which also
+    unlinks), never truncate or rewrite one in place (every process mapping it would die
+    of SIGBUS). They are created read-only.
+    """
     env = os.environ.get("LUXICAL_CACHE_DIR")
     if env:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "luxical" / "weights"
+
+
+def clear_weight_cache(path: str | os.PathLike[str] | None = None) -> int:
+    """Removes the weight-cache files (those made by ``mmap=True`` loads).
+
+    Safe while other processes use the cache: files are unlinked, not truncated, so a
+    process that maps one keeps its copy until it exits; an entry being written is removed
+    once it is complete; the next load rebuilds what it needs. Other files in the
+    directory are left alone.
+
+    Args:
+        path: The cache directory; default :func:`weight_cache_dir`.
+
+    Returns:
+        The number of cache files removed (0 if the directory does not exist).
+
+    Raises:
+        OSError: a file could not be removed.
+    """
+    return _clear_weight_cache(Path(path) if path is not None else weight_cache_dir())
 
 
 def _check_max_tokens(max_tokens: int | None) -> None:

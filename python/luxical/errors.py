@@ -9,6 +9,8 @@ from __future__ import annotations
 
 __all__ = [
     "LuxicalError",
+    "LuxicalWarning",
+    "ModelFileChangedError",
     "ModelFormatError",
     "UnsupportedFormatVersionError",
     "TokenizationError",
@@ -29,3 +31,15 @@ class UnsupportedFormatVersionError(ModelFormatError):
 
 class TokenizationError(LuxicalError, ValueError):
     """The tokenizer failed on an input text (the message names its index)."""
+
+
+class ModelFileChangedError(LuxicalError):
+    """A model pickled by path was unpickled where the file at that path now holds another
+    model (its fingerprint differs): embedding with it would silently differ from the
+    pickling process."""
+
+
+class LuxicalWarning(RuntimeWarning):
+    """A setting luxical adjusted instead of failing: a thread count above the cap (more
+    threads than cores only cost memory), an environment variable it could not read as a
+    boolean. Silence with ``warnings.filterwarnings("ignore", category=LuxicalWarning)``."""

@@ -432,6 +432,48 @@ pub fn open_npz<R: Read + Seek>(reader: R) -> Result<zip::ZipArchive<R>> {
     zip::ZipArchive::new(reader).map_err(|e| Error::Archive(e.to_string()))
 }
 
+/// The model's fingerprint: a 64-bit FNV-1a hash over the name, CRC-32 and size of every
+/// member of the archive, in name order, except `KEY_WRITER` (which luxical wrote the file
+/// does not change the model). Read from the zip directory only, so it costs no pass over
+/// the weights; equal files have equal fingerprints wherever they are, and any change to
+/// an array changes its CRC-32. Not part of the file format: it is never stored.
+pub fn archive_fingerprint<R: Read + Seek>(archive: &mut zip::ZipArchive<R>) -> Result<u64> {
+    let writer = format!("{KEY_WRITER}.npy");
+    let mut members = Vec::with_capacity(archive.len());
+    for i in 0..archive.len() {
+        let e = archive
+            .by_index_raw(i)
+            .map_err(|e| Error::Archive(e.to_string()))?;
+        if e.name() != writer {
+            members.push((e.name().to_string(), e.crc32(), e.size()));
+        }
+    }
+    members.sort_unstable();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for (name, crc, size) in &members {
+        eat(&(name.len() as u64).to_le_bytes());
+        eat(name.as_bytes());
+        eat(&crc.to_le_bytes());
+        eat(&size.to_le_bytes());
+    }
+    Ok(h)
+}
+
+/// The fingerprint (see [`archive_fingerprint`]) of the model file at `path`.
+pub fn file_fingerprint(path: &std::path::Path) -> Result<u64> {
+    let file = std::fs::File::open(path).map_err(|source| Error::Io {
+        action: "cannot open model file",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    archive_fingerprint(&mut open_npz(std::io::BufReader::new(file))?)
+}
+
 /// Reads the arrays of an open archive whose names pass `keep`.
 pub fn read_npz_where<R: Read + Seek>(
     archive: &mut zip::ZipArchive<R>,

@@ -47,6 +47,9 @@ pub struct Model {
     /// Shared: models that differ only in precision share the vocabulary and idf.
     featurizer: std::sync::Arc<Featurizer>,
     network: Network,
+    /// `format::archive_fingerprint` of the file (or bytes) it was loaded from; `None` for
+    /// a model built from its parts.
+    fingerprint: Option<u64>,
 }
 
 /// TF-IDF rows in CSR form (column order within a row: first occurrence, as the reference).
@@ -221,6 +224,7 @@ impl Model {
         Ok(Self {
             featurizer: std::sync::Arc::new(featurizer),
             network,
+            fingerprint: None,
         })
     }
 
@@ -240,92 +244,37 @@ impl Model {
             path: path.to_path_buf(),
             source,
         })?;
-        let archive = format::open_npz(std::io::BufReader::with_capacity(1 << 20, &file))?;
-        // Our own pool (not rayon's global one): it is rebuilt after fork().
-        let pool = threads::pool(None).or_else(|_| threads::pool(Some(1)))?;
-        pool.install(|| Self::load_archive(archive, Some(&file), opts))
-    }
-
-    /// `load_with` on an open archive of `file`.
-    fn load_archive<R: std::io::Read + std::io::Seek>(
-        mut archive: zip::ZipArchive<R>,
-        file: Option<&std::fs::File>,
-        opts: &LoadOptions,
-    ) -> Result<Self> {
+        let mut archive = format::open_npz(std::io::BufReader::with_capacity(1 << 20, &file))?;
+        let fingerprint = format::archive_fingerprint(&mut archive)?;
         let is_layer = |name: &str| {
             name.strip_prefix(format::LAYER_PREFIX)
                 .is_some_and(|i| i.parse::<usize>().is_ok())
         };
         let arrays = format::read_npz_where(&mut archive, |name| !is_layer(name))?;
-        let n_layers = format::check_version_and_layers(&arrays)?;
-        let featurizer = featurizer_from_arrays(&arrays)?;
-        let names: Vec<String> = (0..n_layers)
-            .map(|i| format!("{}{i}", format::LAYER_PREFIX))
-            .collect();
-        // Layer shapes and fingerprints from the archive's directory and .npy headers.
-        let mut shapes = Vec::with_capacity(n_layers);
-        let mut fingerprints = Vec::with_capacity(n_layers);
-        for name in &names {
-            let (header, fingerprint) = format::member_header(&mut archive, name)?;
-            if header.shape.len() != 2 {
-                return Err(Error::ShapeMismatch {
-                    array: name.clone(),
-                    expected: "[out_dim, in_dim]".into(),
-                    found: header.shape,
-                });
-            }
-            shapes.push((header.shape[0], header.shape[1]));
-            fingerprints.push(fingerprint);
-        }
-        let mut lens = vec![shapes[0].0 * shapes[0].1];
-        lens.extend(
-            shapes[1..]
-                .iter()
-                .map(|&(o, i)| PackedF32::packed_len(o, i)),
-        );
-        let key = weights::cache_key(&fingerprints);
-        let (d0, vocab_size) = shapes[0];
+        let plan = LayerPlan::read(&mut archive, format::check_version_and_layers(&arrays)?)?;
+        // Before entering the pool: a cache miss may wait on the entry's lock for another
+        // process, and a pool thread blocked there could hold up the lock holder's own
+        // parallel work queued behind it in the same pool.
+        let cached = opts
+            .weight_cache
+            .as_deref()
+            .map(|dir| weights::open_or_claim(dir, plan.key, &plan.lens));
+        // Our own pool (not rayon's global one): it is rebuilt after fork().
+        let pool = threads::pool(None).or_else(|_| threads::pool(Some(1)))?;
+        let mut model = pool.install(|| {
+            let featurizer = featurizer_from_arrays(&arrays)?;
+            let mut network = plan.network(&mut archive, &file, cached)?;
+            network.set_precision(opts.precision);
+            Self::assemble(featurizer, network)
+        })?;
+        model.fingerprint = Some(fingerprint);
+        Ok(model)
+    }
 
-        let from_cache = |buffers: Vec<SharedF32>| -> Result<Network> {
-            let mut it = buffers.into_iter();
-            let first = it.next().expect("one buffer per layer");
-            let dense = shapes[1..]
-                .iter()
-                .zip(it)
-                .map(|(&(o, i), b)| PackedF32::from_packed(o, i, b).expect("length checked"))
-                .collect();
-            Network::from_parts(vocab_size, d0, first, dense)
-        };
-        let cache_dir = opts.weight_cache.as_deref();
-        let mut network = match cache_dir.and_then(|dir| weights::open_cache(dir, key, &lens)) {
-            Some(buffers) => from_cache(buffers)?,
-            None => {
-                let network = read_layers(&mut archive, file, &names, vocab_size, d0)?;
-                match cache_dir {
-                    Some(dir) => {
-                        let buffers = network.buffers();
-                        let slices: Vec<&[f32]> = buffers.iter().map(|b| &***b).collect();
-                        if weights::write_cache(dir, key, &slices).is_ok() {
-                            // Drop the private copy before mapping the shared one, so the
-                            // two never coexist (peak memory: one copy of the weights).
-                            drop(slices);
-                            drop(buffers);
-                            drop(network);
-                            match weights::open_cache(dir, key, &lens) {
-                                Some(buffers) => from_cache(buffers)?,
-                                // Written but unreadable (removed meanwhile?): read again.
-                                None => read_layers(&mut archive, file, &names, vocab_size, d0)?,
-                            }
-                        } else {
-                            network
-                        }
-                    }
-                    None => network,
-                }
-            }
-        };
-        network.set_precision(opts.precision);
-        Self::assemble(featurizer, network)
+    /// The model's fingerprint: that of the file or bytes it was loaded from (see
+    /// `format::archive_fingerprint`); `None` for a model built from its parts.
+    pub fn fingerprint(&self) -> Option<u64> {
+        self.fingerprint
     }
 
     /// Chooses the arithmetic of the dense layers (see `Precision`).
@@ -351,7 +300,11 @@ impl Model {
 
     /// Loads a model from the bytes of a model file.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        Self::from_arrays(&format::read_npz_bytes(bytes)?)
+        let mut archive = format::open_npz(Cursor::new(bytes))?;
+        let fingerprint = format::archive_fingerprint(&mut archive)?;
+        let mut model = Self::from_arrays(&format::read_npz_where(&mut archive, |_| true)?)?;
+        model.fingerprint = Some(fingerprint);
+        Ok(model)
     }
 
     fn from_arrays(arrays: &HashMap<String, NpyArray>) -> Result<Self> {
@@ -480,17 +433,44 @@ impl Model {
         Ok(out.into_inner())
     }
 
-    /// Writes the model file atomically (temporary file, then rename).
+    /// Writes the model file atomically: a temporary file of a name no other writer uses
+    /// (pid + serial) in the same directory, flushed to disk, then renamed over `path`.
+    /// Several processes or threads saving to one path each leave a whole model there.
     pub fn save(&self, path: &Path, writer_version: &str, first_layer_f16: bool) -> Result<()> {
+        use std::io::Write;
+        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let bytes = self.to_bytes(writer_version, first_layer_f16)?;
-        let tmp = path.with_extension("npz.partial");
         let io = |action, source| Error::Io {
             action,
             path: path.to_path_buf(),
             source,
         };
-        std::fs::write(&tmp, bytes).map_err(|e| io("cannot write model file", e))?;
-        std::fs::rename(&tmp, path).map_err(|e| io("cannot move model file into place", e))
+        let name = path.file_name().ok_or_else(|| {
+            io(
+                "cannot write model file",
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+            )
+        })?;
+        let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".{}.{serial}.partial", std::process::id()));
+        let tmp = path.with_file_name(tmp_name);
+        let written = (|| {
+            // A file of this name was left by a dead process that had our pid: replace it.
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io("cannot write model file", e));
+        }
+        if let Err(e) = std::fs::rename(&tmp, path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io("cannot move model file into place", e));
+        }
+        Ok(())
     }
 
     pub fn featurizer(&self) -> &Featurizer {
@@ -569,6 +549,105 @@ impl Model {
         self.network
             .forward_dense(n, &mut s.hidden, &mut s.dense, out);
         Ok(())
+    }
+}
+
+/// The layers of a model file as its archive directory and `.npy` headers describe them,
+/// and the weight-cache entry they map to.
+struct LayerPlan {
+    names: Vec<String>,
+    /// `(out, in)` of each layer.
+    shapes: Vec<(usize, usize)>,
+    /// Floats of each converted buffer (first layer transposed, dense layers packed).
+    lens: Vec<usize>,
+    key: u64,
+}
+
+impl LayerPlan {
+    fn read<R: std::io::Read + std::io::Seek>(
+        archive: &mut zip::ZipArchive<R>,
+        n_layers: usize,
+    ) -> Result<Self> {
+        let names: Vec<String> = (0..n_layers)
+            .map(|i| format!("{}{i}", format::LAYER_PREFIX))
+            .collect();
+        // Layer shapes and fingerprints from the archive's directory and .npy headers.
+        let mut shapes = Vec::with_capacity(n_layers);
+        let mut fingerprints = Vec::with_capacity(n_layers);
+        for name in &names {
+            let (header, fingerprint) = format::member_header(archive, name)?;
+            if header.shape.len() != 2 {
+                return Err(Error::ShapeMismatch {
+                    array: name.clone(),
+                    expected: "[out_dim, in_dim]".into(),
+                    found: header.shape,
+                });
+            }
+            shapes.push((header.shape[0], header.shape[1]));
+            fingerprints.push(fingerprint);
+        }
+        let mut lens = vec![shapes[0].0 * shapes[0].1];
+        lens.extend(
+            shapes[1..]
+                .iter()
+                .map(|&(o, i)| PackedF32::packed_len(o, i)),
+        );
+        Ok(Self {
+            names,
+            shapes,
+            lens,
+            key: weights::cache_key(&fingerprints),
+        })
+    }
+
+    /// The network from mapped cache buffers (one per layer, lengths checked).
+    fn mapped_network(&self, buffers: Vec<SharedF32>) -> Result<Network> {
+        let (d0, vocab_size) = self.shapes[0];
+        let mut it = buffers.into_iter();
+        let first = it.next().expect("one buffer per layer");
+        let dense = self.shapes[1..]
+            .iter()
+            .zip(it)
+            .map(|(&(o, i), b)| PackedF32::from_packed(o, i, b).expect("length checked"))
+            .collect();
+        Network::from_parts(vocab_size, d0, first, dense)
+    }
+
+    /// The network: mapped from the cache (`cached`: the outcome of
+    /// `weights::open_or_claim`, `None` without a cache), or read from the archive and, on
+    /// a cache miss, written to the cache and mapped from there.
+    fn network<R: std::io::Read + std::io::Seek>(
+        &self,
+        archive: &mut zip::ZipArchive<R>,
+        file: &std::fs::File,
+        cached: Option<Result<Vec<SharedF32>, weights::Claim>>,
+    ) -> Result<Network> {
+        let (d0, vocab_size) = self.shapes[0];
+        let read = |archive: &mut zip::ZipArchive<R>| {
+            read_layers(archive, Some(file), &self.names, vocab_size, d0)
+        };
+        let claim = match cached {
+            None => return read(archive),
+            Some(Ok(buffers)) => return self.mapped_network(buffers),
+            Some(Err(claim)) => claim,
+        };
+        let network = read(archive)?;
+        let buffers = network.buffers();
+        let slices: Vec<&[f32]> = buffers.iter().map(|b| &***b).collect();
+        if claim.write(&slices).is_err() {
+            return Ok(network);
+        }
+        // Drop the private copy before mapping the shared one, so the two never coexist
+        // (peak memory: one copy of the weights).
+        drop(slices);
+        drop(buffers);
+        drop(network);
+        // The claim (the entry's lock) is held until the file is mapped.
+        match claim.open(&self.lens) {
+            Some(buffers) => self.mapped_network(buffers),
+            // Written but unreadable (another file was there, damaged): read again.
+            None => read(archive),
+        }
     }
 }
 
@@ -775,6 +854,27 @@ mod tests {
             "{:?}",
             csr.data
         );
+    }
+
+    #[test]
+    fn threads_saving_to_one_path_each_leave_a_whole_model() {
+        let dir = std::env::temp_dir().join(format!("luxical-save-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.npz");
+        let m = tiny_model();
+        let want = m.to_bytes("test", false).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        m.save(&path, "test", false).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(std::fs::read(&path).unwrap(), want);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1); // no temporary file left
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

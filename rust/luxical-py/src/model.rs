@@ -15,7 +15,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
-use crate::errors::{panic_to_pyerr, to_pyerr};
+use crate::errors::{emit_warnings, panic_to_pyerr, to_pyerr};
 
 fn parse_precision(name: &str) -> PyResult<Precision> {
     match name {
@@ -27,13 +27,16 @@ fn parse_precision(name: &str) -> PyResult<Precision> {
     }
 }
 
-/// Runs `f` without the GIL; a core error or a panic becomes a Python exception.
+/// Runs `f` without the GIL; a core error or a panic becomes a Python exception, and the
+/// warnings it queued become Python warnings.
 pub(crate) fn detached<T: Send>(
     py: Python<'_>,
     what: &str,
     f: impl FnOnce() -> Result<T, Error> + Send,
 ) -> PyResult<T> {
-    match py.detach(|| catch_unwind(AssertUnwindSafe(f))) {
+    let outcome = py.detach(|| catch_unwind(AssertUnwindSafe(f)));
+    emit_warnings(py)?;
+    match outcome {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(to_pyerr(py, err)),
         Err(payload) => Err(panic_to_pyerr(py, what, payload)),
@@ -100,6 +103,7 @@ pub(crate) fn interruptible<T: Send>(
             }
         }
     })?;
+    emit_warnings(py)?;
     match outcome {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(to_pyerr(py, err)),
@@ -290,6 +294,13 @@ impl Model {
         self.inner.weights_mapped()
     }
 
+    /// Fingerprint of the file or bytes the model was loaded from (16 hex digits), None for
+    /// a model built from its parts.
+    #[getter]
+    fn fingerprint(&self) -> Option<String> {
+        self.inner.fingerprint().map(|f| format!("{f:016x}"))
+    }
+
     /// Loads a model from the bytes of a model file.
     #[staticmethod]
     fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
@@ -467,11 +478,46 @@ impl Model {
 }
 
 /// Threads a call would use: `num_threads`, else LUXICAL_NUM_THREADS, else
-/// RAYON_NUM_THREADS, else the number of cores.
+/// RAYON_NUM_THREADS (each: a positive integer, else not set), else the number of cores;
+/// at most `threads::max_threads()` (a `LuxicalWarning` says when that cap applies).
 #[pyfunction]
 #[pyo3(signature = (num_threads=None))]
 pub fn resolve_num_threads(py: Python<'_>, num_threads: Option<usize>) -> PyResult<usize> {
-    luxical_core::threads::resolve_num_threads(num_threads).map_err(|e| to_pyerr(py, e))
+    let n = luxical_core::threads::resolve_num_threads(num_threads).map_err(|e| to_pyerr(py, e));
+    emit_warnings(py)?;
+    n
+}
+
+/// Whether boolean environment variable `name` is true (`1 true yes on y t`; `0 false no
+/// off n f`, empty or unset are false; anything else is false with a `LuxicalWarning`):
+/// the one parser of luxical's boolean settings.
+#[pyfunction]
+pub fn env_flag(py: Python<'_>, name: &str) -> PyResult<bool> {
+    let value = luxical_core::settings::env_flag(name);
+    emit_warnings(py)?;
+    Ok(value)
+}
+
+/// Fingerprint (16 hex digits) of the model file at `path`, from its zip directory only.
+#[pyfunction]
+pub fn file_fingerprint(py: Python<'_>, path: PathBuf) -> PyResult<String> {
+    let f = detached(py, "fingerprinting a model file", || {
+        luxical_core::format::file_fingerprint(&path)
+    })?;
+    Ok(format!("{f:016x}"))
+}
+
+/// Removes the weight-cache files of `dir` (unlinks them; see `weights::clear_cache`);
+/// returns how many were removed.
+#[pyfunction]
+pub fn clear_weight_cache(py: Python<'_>, dir: PathBuf) -> PyResult<usize> {
+    detached(py, "clearing the weight cache", || {
+        luxical_core::weights::clear_cache(&dir).map_err(|source| Error::Io {
+            action: "cannot clear the weight cache",
+            path: dir.clone(),
+            source,
+        })
+    })
 }
 
 /// The format-v1 hash of an n-gram (FNV-1a over the padded u32 row), as int64.
