@@ -11,7 +11,7 @@ seconds=${1:-60}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked -q cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build --fuzz-dir fuzz -O
-for target in tokenize_and_embed load_model; do
+for target in tokenize_and_embed tokenizer_configs load_model; do
     work=$(mktemp -d)  # new inputs go here, the committed corpus stays as it is
     echo "fuzzing $target for ${seconds}s"
     cargo fuzz run --fuzz-dir fuzz -O "$target" "$work" "fuzz/corpus/$target" -- \

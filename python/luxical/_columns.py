@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from luxical.embedder import Embedder
+from luxical._luxical import DEFAULT_MAX_TOKENS
+from luxical.embedder import Embedder, _check_max_tokens
 from luxical.quantize import quantize as _quantize
 
 NullPolicy = Literal["error", "empty", "null"]
@@ -15,8 +16,9 @@ _NULL_POLICIES = ("error", "empty", "null")
 _PRECISIONS = (None, "uint8", "int8", "binary")
 
 
-def check_options(nulls: str, quantize: str | None) -> None:
+def check_options(nulls: str, quantize: str | None, max_tokens: int | None = DEFAULT_MAX_TOKENS) -> None:
     """Refuses unknown option values early (on the driver, not inside a remote task)."""
+    _check_max_tokens(max_tokens)
     if nulls not in _NULL_POLICIES:
         raise ValueError(f'nulls must be "error", "empty" or "null", got {nulls!r}')
     if quantize not in _PRECISIONS:
@@ -46,13 +48,15 @@ def embed_column(
     quantize: str | None = None,
     num_threads: int | None = None,
     batch_size: int = 4096,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
     where: str = "texts",
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Embeds a column that may hold nulls.
 
     Returns ``(emb, mask)``: the (n, dim) float32 embeddings (or quantised codes), and the
     null mask when ``nulls="null"`` and the column has nulls (those rows are zero in
-    `emb` and should be written as nulls), else None.
+    `emb` and should be written as nulls), else None. `max_tokens` is that of
+    :meth:`Embedder.__call__`.
 
     Raises:
         ValueError: a null under ``nulls="error"``, naming its index within `where`.
@@ -66,7 +70,7 @@ def embed_column(
                 'pass nulls="empty" to embed nulls as zero vectors or nulls="null" to keep them null'
             )
         texts = _fill_nulls(texts, mask)
-    emb = model(texts, num_threads=num_threads, batch_size=batch_size)
+    emb = model(texts, num_threads=num_threads, batch_size=batch_size, max_tokens=max_tokens)
     if quantize is not None:
         emb = _quantize(emb, quantize)  # type: ignore[arg-type]
     if mask is not None and nulls == "null":

@@ -10,9 +10,13 @@ or the ``map_partitions`` recipe they wrap::
 
     ddf["text"].map_partitions(luxical.dask.embed_partition, "model.npz", meta=("text", object))
 
-The model travels to the workers as its path (a few bytes per task) and is loaded once
-per worker process (``luxical.load`` caches it), so the file must be readable on every
-worker: a shared filesystem, or the default model shipped in the wheel (``model=None``).
+A model given as a path travels to the workers as that path (a few bytes per task) and is
+loaded once per worker process (``luxical.load`` caches it), so the file must be readable
+on every worker: a shared filesystem, or the default model shipped in the wheel
+(``model=None``). An `Embedder` travels as itself: pickled by path with its precision
+when it was loaded from a file (loaded once per worker process too), else by its bytes,
+so the workers embed exactly as it does (int8 stays int8). ``max_tokens`` is that of
+:meth:`luxical.Embedder.__call__`.
 Give each worker process as many threads as it has cores to spare with ``num_threads``
 (default: all cores, which oversubscribes when a host runs several worker processes).
 """
@@ -27,6 +31,7 @@ import numpy as np
 
 import luxical
 from luxical._columns import check_options, embed_column
+from luxical._luxical import DEFAULT_MAX_TOKENS
 from luxical.embedder import Embedder
 
 if TYPE_CHECKING:
@@ -36,18 +41,18 @@ if TYPE_CHECKING:
 
 __all__ = ["embed_array", "embed_partition", "embed_series"]
 
-def _model_arg(model: str | os.PathLike[str] | Embedder | None) -> str | Embedder | None:
-    """What travels to the workers: a path string (or None), or an in-memory Embedder
-    (pickled by bytes)."""
-    if model is None:
-        return None
-    if isinstance(model, Embedder):
-        source = getattr(model, "_source", None)
-        return str(source) if source is not None and Path(source).is_file() else model
+def _model_arg(model: str | os.PathLike[str] | Embedder | None) -> Embedder | None:
+    """What travels to the workers: None (the default model of the workers' wheel), or an
+    Embedder, whose pickle keeps everything that defines it (path or bytes, precision, and
+    the model's fingerprint). A path is loaded here on the driver first, so that a worker
+    whose file at that path holds another model raises ``ModelFileChangedError`` instead of
+    silently embedding with it."""
+    if model is None or isinstance(model, Embedder):
+        return model
     path = Path(model)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
-    return str(path.resolve())
+    return luxical.load(path.resolve())
 
 
 def embed_partition(
@@ -57,6 +62,7 @@ def embed_partition(
     nulls: str = "error",
     num_threads: int | None = None,
     batch_size: int = 4096,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
 ) -> pd.Series:
     """Embeds one pandas partition: a Series (same index) of float32 vectors.
 
@@ -68,7 +74,9 @@ def embed_partition(
     if nulls == "error":
         _refuse_nulls(texts)
     embedder = luxical.load(model)
-    emb, mask = embed_column(embedder, texts, nulls=nulls, num_threads=num_threads, batch_size=batch_size)
+    emb, mask = embed_column(
+        embedder, texts, nulls=nulls, num_threads=num_threads, batch_size=batch_size, max_tokens=max_tokens
+    )
     rows: list[Any] = list(emb)
     if mask is not None:
         for i in np.flatnonzero(mask):
@@ -87,11 +95,16 @@ def _refuse_nulls(texts: pd.Series) -> None:
         )
 
 
-def _embed_block(texts: pd.Series, model: str | Embedder | None, nulls: str, num_threads: int | None, batch_size: int) -> np.ndarray:
+def _embed_block(
+    texts: pd.Series, model: str | Embedder | None, nulls: str, num_threads: int | None, batch_size: int,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
+) -> np.ndarray:
     if nulls == "error":
         _refuse_nulls(texts)
     embedder = luxical.load(model)
-    emb, _ = embed_column(embedder, texts, nulls=nulls, num_threads=num_threads, batch_size=batch_size)
+    emb, _ = embed_column(
+        embedder, texts, nulls=nulls, num_threads=num_threads, batch_size=batch_size, max_tokens=max_tokens
+    )
     return emb
 
 
@@ -102,13 +115,14 @@ def embed_series(
     nulls: str = "error",
     num_threads: int | None = None,
     batch_size: int = 4096,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
 ) -> dd.Series:
     """A dask Series of float32 vectors (object dtype), same index and partitions as
     `series`."""
-    check_options(nulls, None)
+    check_options(nulls, None, max_tokens)
     return series.map_partitions(
         embed_partition, _model_arg(model), nulls=nulls, num_threads=num_threads,
-        batch_size=batch_size, meta=(series.name, object),
+        batch_size=batch_size, max_tokens=max_tokens, meta=(series.name, object),
     )
 
 
@@ -119,6 +133,7 @@ def embed_array(
     nulls: str = "error",
     num_threads: int | None = None,
     batch_size: int = 4096,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
 ) -> da.Array:
     """A dask array ``(n, dim)`` float32, one block per partition of `series` (the block
     lengths are unknown until computed; ``.compute_chunk_sizes()`` finds them). Nulls:
@@ -126,14 +141,14 @@ def embed_array(
     import dask
     import dask.array as da
 
-    check_options(nulls, None)
+    check_options(nulls, None, max_tokens)
     if nulls == "null":
         raise ValueError('embed_array cannot hold nulls; use nulls="empty" or embed_series')
     arg = _model_arg(model)
     dim = luxical.load(model).dim if not isinstance(arg, Embedder) else arg.dim
     blocks = [
         da.from_delayed(
-            dask.delayed(_embed_block)(part, arg, nulls, num_threads, batch_size),
+            dask.delayed(_embed_block)(part, arg, nulls, num_threads, batch_size, max_tokens),
             shape=(np.nan, dim),
             dtype=np.float32,
         )

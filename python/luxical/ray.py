@@ -24,6 +24,7 @@ from typing import Any
 
 import luxical
 from luxical._columns import check_options, embed_column, to_arrow_binary, to_arrow_list
+from luxical._luxical import DEFAULT_MAX_TOKENS
 from luxical.embedder import Embedder
 
 __all__ = ["LuxicalEmbed"]
@@ -33,8 +34,9 @@ class LuxicalEmbed:
     """A ``map_batches`` callable class that embeds a text column.
 
     Args:
-        model: Path of a ``.npz`` model (readable on every node), an `Embedder`, or None
-            for the default model.
+        model: Path of a ``.npz`` model (readable on every node), an `Embedder` (it reaches
+            each actor as itself: by path with its precision, or by bytes), or None for the
+            default model.
         text_column: The column to embed.
         output_column: The column added.
         nulls: ``"error"``, ``"empty"`` (zero vector) or ``"null"`` (null embedding).
@@ -42,6 +44,8 @@ class LuxicalEmbed:
             (``binary``).
         num_threads: Threads per call; default: the CPUs Ray gave this actor
             (``num_cpus``), else 1.
+        batch_size: Texts per native call.
+        max_tokens: As in :meth:`luxical.Embedder.__call__`.
     """
 
     def __init__(
@@ -54,8 +58,9 @@ class LuxicalEmbed:
         quantize: str | None = None,
         num_threads: int | None = None,
         batch_size: int = 4096,
+        max_tokens: int | None = DEFAULT_MAX_TOKENS,
     ) -> None:
-        check_options(nulls, quantize)
+        check_options(nulls, quantize, max_tokens)
         self.model = luxical.load(model)
         self.text_column = text_column
         self.output_column = output_column
@@ -63,6 +68,7 @@ class LuxicalEmbed:
         self.quantize = quantize
         self.num_threads = num_threads if num_threads is not None else _actor_cpus()
         self.batch_size = batch_size
+        self.max_tokens = max_tokens
 
     def __call__(self, batch: Any) -> Any:
         """Embeds one batch: a ``pyarrow.Table`` (``batch_format="pyarrow"``), a
@@ -95,7 +101,7 @@ class LuxicalEmbed:
     def _embed(self, texts: Any) -> Any:
         return embed_column(
             self.model, texts, nulls=self.nulls, quantize=self.quantize,
-            num_threads=self.num_threads, batch_size=self.batch_size,
+            num_threads=self.num_threads, batch_size=self.batch_size, max_tokens=self.max_tokens,
             where=f"column {self.text_column!r} of this batch",
         )
 

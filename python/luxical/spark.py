@@ -17,10 +17,11 @@ tree on the executors)::
     vocab = luxical.spark.build_vocabulary(df, "text", tokenizer_json, vocab_size=2_000_000)
 
 How it runs: the model file is shipped once to every node with ``SparkContext.addFile``
-(the default model ships inside the wheel and is not shipped), loaded once per Python
-worker process (Spark reuses workers; the load is cached per process, never pickled per
-row or per batch), and each task embeds with ``spark.task.cpus`` threads so executors are
-not oversubscribed.
+(the default model ships inside the wheel and is not shipped; an in-memory `Embedder` is
+shipped as the file of its bytes), loaded once per Python worker process (Spark reuses
+workers; the load is cached per process, never pickled per row or per batch) with the
+given `Embedder`'s precision, and each task embeds with ``spark.task.cpus`` threads so
+executors are not oversubscribed. ``max_tokens`` is that of :meth:`luxical.Embedder.__call__`.
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 import luxical
 from luxical._columns import check_options, embed_column, to_arrow_binary, to_arrow_list
+from luxical._luxical import DEFAULT_MAX_TOKENS
 from luxical.embedder import Embedder
 
 if TYPE_CHECKING:
@@ -47,22 +49,36 @@ if TYPE_CHECKING:
 
 __all__ = ["build_vocabulary", "count_ngrams", "document_frequencies", "embed_dataframe", "embed_udf"]
 
-# (kind, value): ("default", None) | ("sparkfile", file name) | ("path", absolute path)
-ModelRef = tuple[str, Any]
+class ModelRef(NamedTuple):
+    """How a worker finds and loads the model: everything that defines the embedder."""
+
+    #: "default" (the model in the wheel), "sparkfile" (shipped with addFile) or "path"
+    kind: str
+    #: None, the shipped file's name, or an absolute path
+    value: str | None
+    precision: str = "float32"
 
 
 def _ship_model(spark: Any, model: str | os.PathLike[str] | Embedder | None) -> ModelRef:
     """Makes `model` reachable from every executor; returns how a worker finds it."""
     if model is None:
-        return ("default", None)
+        return ModelRef("default", None)
     staging = Path(tempfile.gettempdir()) / "luxical-spark"
     data: bytes | None = None
+    precision = "float32"
     if isinstance(model, Embedder):
-        source = getattr(model, "_source", None)
-        if source is not None and Path(source).is_file():
-            path = Path(source)
-        else:  # built in memory: its bytes are the file to ship
-            data = model.to_bytes()
+        # The Embedder's own pickle says what defines it: the file it still reads from (or
+        # else its bytes) and its precision. (Memory mapping does not change results and
+        # is left to the workers' default, so that one worker process caches one copy of
+        # a model whether it was given as a path or as an Embedder.)
+        state = model.__getstate__()
+        precision = state.get("precision", "float32")
+        if "path" in state:
+            path = Path(state["path"])
+            if _is_default_model(path):
+                return ModelRef("default", None, precision)
+        else:  # built in memory, or its file changed: its bytes are the file to ship
+            data = state["bytes"]
             path = Path("in-memory.npz")
     else:
         path = Path(model)
@@ -89,7 +105,14 @@ def _ship_model(spark: Any, model: str | os.PathLike[str] | Embedder | None) -> 
     if name not in shipped:
         sc.addFile(str(staged))
         shipped.add(name)
-    return ("sparkfile", name)
+    return ModelRef("sparkfile", name, precision)
+
+
+def _is_default_model(path: Path) -> bool:
+    try:
+        return path.resolve() == luxical.default_model_path().resolve()
+    except FileNotFoundError:
+        return False
 
 
 def _file_digest(path: Path) -> str:
@@ -102,14 +125,13 @@ def _file_digest(path: Path) -> str:
 
 def _worker_model(ref: ModelRef) -> Embedder:
     """The model inside a Python worker, loaded once per process (``luxical.load`` cache)."""
-    kind, value = ref
-    if kind == "default":
-        return luxical.load()
-    if kind == "sparkfile":
+    if ref.kind == "default":
+        return luxical.load(None, precision=ref.precision)
+    if ref.kind == "sparkfile":
         from pyspark import SparkFiles
 
-        return luxical.load(SparkFiles.get(value))
-    return luxical.load(value)
+        return luxical.load(SparkFiles.get(ref.value), precision=ref.precision)
+    return luxical.load(ref.value, precision=ref.precision)
 
 
 def _task_threads(num_threads: int | None) -> int:
@@ -153,6 +175,7 @@ def embed_dataframe(
     quantize: str | None = None,
     num_threads: int | None = None,
     batch_size: int = 4096,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
 ) -> DataFrame:
     """Adds an embedding column to `df` (lazily, like any transformation).
 
@@ -162,7 +185,8 @@ def embed_dataframe(
     Args:
         df: The DataFrame.
         text_col: Name of its string column to embed.
-        model: Path of a ``.npz`` model, an `Embedder`, or None for the default model.
+        model: Path of a ``.npz`` model, an `Embedder` (its precision is kept; one built
+            in memory is shipped as its bytes), or None for the default model.
         output_col: Name of the added column.
         nulls: A null text: ``"error"`` fails the task naming the row, ``"empty"`` embeds
             it as a zero vector, ``"null"`` gives a null embedding.
@@ -171,13 +195,15 @@ def embed_dataframe(
             :func:`luxical.quantize`).
         num_threads: Threads per task; default ``spark.task.cpus``.
         batch_size: Texts per native call within an Arrow batch.
+        max_tokens: Each document is embedded from its first `max_tokens` tokens (see
+            :meth:`luxical.Embedder.__call__`).
 
     Returns:
         A DataFrame with the columns of `df` and `output_col`.
     """
     from pyspark.sql.types import StringType, StructField, StructType
 
-    check_options(nulls, quantize)
+    check_options(nulls, quantize, max_tokens)
     if text_col not in df.columns:
         raise ValueError(f"no column {text_col!r} in the DataFrame (columns: {df.columns})")
     if output_col in df.columns:
@@ -196,7 +222,7 @@ def embed_dataframe(
             texts = batch.column(batch.schema.get_field_index(text_col))
             codes, mask = embed_column(
                 embedder, texts, nulls=nulls, quantize=quantize, num_threads=threads,
-                batch_size=batch_size, where=f"column {text_col!r} of this batch",
+                batch_size=batch_size, max_tokens=max_tokens, where=f"column {text_col!r} of this batch",
             )
             column = _arrow_embedding(codes, mask, quantize)
             yield pa.RecordBatch.from_arrays([*batch.columns, column], names=[*batch.schema.names, output_col])
@@ -210,6 +236,7 @@ def embed_udf(
     nulls: str = "error",
     num_threads: int | None = None,
     batch_size: int = 4096,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
 ) -> Any:
     """A ``pandas_udf`` (``array<float>``) for ``df.withColumn(name, udf(text_column))``.
 
@@ -219,7 +246,7 @@ def embed_udf(
     from pyspark.sql import SparkSession
     from pyspark.sql.functions import pandas_udf
 
-    check_options(nulls, None)
+    check_options(nulls, None, max_tokens)
     spark = SparkSession.getActiveSession()
     if spark is None:
         raise RuntimeError("embed_udf needs an active SparkSession")
@@ -233,7 +260,9 @@ def embed_udf(
         embedder = _worker_model(ref)
         threads = _task_threads(num_threads)
         for texts in batches:
-            emb, mask = embed_column(embedder, texts, nulls=nulls, num_threads=threads, batch_size=batch_size)
+            emb, mask = embed_column(
+                embedder, texts, nulls=nulls, num_threads=threads, batch_size=batch_size, max_tokens=max_tokens
+            )
             rows: list[Any] = list(emb)
             if mask is not None:
                 for i in np.flatnonzero(mask):

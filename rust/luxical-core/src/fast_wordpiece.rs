@@ -9,7 +9,8 @@
 //! characters except tab/CR/LF, which become spaces; lowercase; accents and Chinese-char
 //! spacing do not touch ASCII; words are split on whitespace and every ASCII punctuation
 //! character is a word of its own; each word is matched greedily, longest piece first,
-//! continuation pieces carrying the `##` prefix; a word longer than
+//! continuation pieces looked up as `continuing_subword_prefix` + piece (`##` in BERT; an
+//! empty prefix means the plain vocabulary); a word longer than
 //! `max_input_chars_per_word`, or with an unmatched remainder, is the unknown token.
 
 use std::cell::RefCell;
@@ -99,32 +100,101 @@ thread_local! {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
+/// Keys of a `tokenizer.json` whose content we know (tokenizers 0.22). Any other key
+/// could change ids in a way this path does not reproduce, so it declines.
+const TOP_KEYS: [&str; 9] = [
+    "version",
+    "truncation",
+    "padding",
+    "added_tokens",
+    "normalizer",
+    "pre_tokenizer",
+    "post_processor",
+    "decoder",
+    "model",
+];
+const NORMALIZER_KEYS: [&str; 5] = [
+    "type",
+    "clean_text",
+    "handle_chinese_chars",
+    "strip_accents",
+    "lowercase",
+];
+const MODEL_KEYS: [&str; 5] = [
+    "type",
+    "unk_token",
+    "continuing_subword_prefix",
+    "max_input_chars_per_word",
+    "vocab",
+];
+const ADDED_TOKEN_KEYS: [&str; 7] = [
+    "id",
+    "content",
+    "single_word",
+    "lstrip",
+    "rstrip",
+    "normalized",
+    "special",
+];
+
+/// `Some(obj)` when `v` is an object with only keys from `known`.
+fn object_with<'a>(v: &'a Value, known: &[&str]) -> Option<&'a serde_json::Map<String, Value>> {
+    let obj = v.as_object()?;
+    obj.keys()
+        .all(|k| known.contains(&k.as_str()))
+        .then_some(obj)
+}
+
+fn is_drop(b: u8) -> bool {
+    (b < 0x20 && !is_space(b)) || b == 0x7f
+}
+
 impl FastWordPiece {
     /// The fast path for this tokenizer, or `None` when its configuration is not one it
-    /// reproduces exactly.
+    /// reproduces exactly. Every field that can change ids is checked, not only the
+    /// component types: the normalizer must be `BertNormalizer` with `clean_text` (its
+    /// other switches do not touch ASCII), the pre-tokenizer `BertPreTokenizer`, the model
+    /// `WordPiece` (any prefix, including the empty one, any word length limit), added
+    /// tokens without whitespace; truncation and padding are off by then; the
+    /// post-processor (special tokens are never added) and the decoder play no part.
+    /// Unknown keys anywhere decline. `TextTokenizer::from_json` then also checks the
+    /// result against the `tokenizers` crate on probe texts.
     pub fn from_json(json: &str) -> Option<Self> {
         let v: Value = serde_json::from_str(json).ok()?;
-        let norm = v.get("normalizer")?;
-        if norm.get("type")?.as_str()? != "BertNormalizer" || !norm.get("clean_text")?.as_bool()? {
+        let top = object_with(&v, &TOP_KEYS)?;
+        if !top.get("truncation").is_none_or(Value::is_null)
+            || !top.get("padding").is_none_or(Value::is_null)
+        {
+            return None;
+        }
+        let norm = object_with(top.get("normalizer")?, &NORMALIZER_KEYS)?;
+        if norm.get("type")?.as_str()? != "BertNormalizer"
+            || !norm.get("clean_text")?.as_bool()?
+            || norm.get("handle_chinese_chars")?.as_bool().is_none()
+            || !(norm.get("strip_accents")?.is_null() || norm.get("strip_accents")?.is_boolean())
+        {
             return None;
         }
         let lowercase = norm.get("lowercase")?.as_bool()?;
-        if v.get("pre_tokenizer")?.get("type")?.as_str()? != "BertPreTokenizer" {
+        let pre = object_with(top.get("pre_tokenizer")?, &["type"])?;
+        if pre.get("type")?.as_str()? != "BertPreTokenizer" {
             return None;
         }
-        let model = v.get("model")?;
+        let model = object_with(top.get("model")?, &MODEL_KEYS)?;
         if model.get("type")?.as_str()? != "WordPiece" {
             return None;
         }
         let prefix = model.get("continuing_subword_prefix")?.as_str()?;
         let unk_token = model.get("unk_token")?.as_str()?;
-        let max_chars = model.get("max_input_chars_per_word")?.as_u64()? as usize;
+        let max_chars = usize::try_from(model.get("max_input_chars_per_word")?.as_u64()?).ok()?;
         let mut pieces = FxHashMap::default();
         let mut continuations = FxHashMap::default();
         let mut max_piece = 0;
         for (token, id) in model.get("vocab")?.as_object()? {
             let id = u32::try_from(id.as_u64()?).ok()?;
-            if let Some(rest) = token.strip_prefix(prefix).filter(|_| !prefix.is_empty()) {
+            // The crate looks a continuation piece `p` up as `prefix + p`: with an empty
+            // prefix that is the plain vocabulary.
+            if let Some(rest) = token.strip_prefix(prefix).filter(|r| !r.is_empty()) {
                 max_piece = max_piece.max(rest.len());
                 continuations.insert(rest.as_bytes().into(), id);
             }
@@ -132,28 +202,40 @@ impl FastWordPiece {
             pieces.insert(token.as_bytes().into(), id);
         }
         let unk = *pieces.get(unk_token.as_bytes())?;
-        let mut added = Vec::new();
+        let mut added: Vec<Box<[u8]>> = Vec::new();
         let mut added_first_bytes = [false; 256];
-        for tok in v.get("added_tokens")?.as_array()? {
+        for tok in top.get("added_tokens")?.as_array()? {
+            let tok = object_with(tok, &ADDED_TOKEN_KEYS)?;
             let content = tok.get("content")?.as_str()?;
-            let normalized = tok
-                .get("normalized")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
+            let normalized = match tok.get("normalized") {
+                None => false,
+                Some(n) => n.as_bool()?,
+            };
             // Tokens with whitespace can span runs, and non-ASCII tokens matched after
             // normalization can hide behind accents: leave such tokenizers to `tokenizers`.
             if content.is_empty()
-                || content.bytes().any(is_space)
+                || content.chars().any(char::is_whitespace)
                 || (normalized && !content.is_ascii())
             {
                 return None;
             }
-            // Found in the raw text (case-insensitively, to be safe) → the document takes
+            // A normalized token is matched in the normalized text, where control
+            // characters are gone (`he\0llo` is `hello`): match its normalized form in the
+            // text without them (see `may_contain_added_token`).
+            let pattern: Vec<u8> = if normalized {
+                content.bytes().filter(|&b| !is_drop(b)).collect()
+            } else {
+                content.as_bytes().to_vec()
+            };
+            let Some(&first) = pattern.first() else {
+                return None; // normalizes to nothing: the crate's behaviour is its own
+            };
+            // Found in the text (case-insensitively, to be safe) → the document takes
             // the `tokenizers` path.
-            added_first_bytes[content.as_bytes()[0] as usize] = true;
-            added_first_bytes[content.as_bytes()[0].to_ascii_lowercase() as usize] = true;
-            added_first_bytes[content.as_bytes()[0].to_ascii_uppercase() as usize] = true;
-            added.push(content.as_bytes().into());
+            added_first_bytes[first as usize] = true;
+            added_first_bytes[first.to_ascii_lowercase() as usize] = true;
+            added_first_bytes[first.to_ascii_uppercase() as usize] = true;
+            added.push(pattern.to_ascii_lowercase().into());
         }
         Some(Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -221,15 +303,28 @@ impl FastWordPiece {
         })
     }
 
+    /// Whether `bytes` may hold an added token: its content, case-insensitively, in the
+    /// text or in the text without control characters (which the normalizer drops before
+    /// normalized tokens are matched). Over-approximates; a hit sends the text to the
+    /// `tokenizers` crate.
     fn may_contain_added_token(&self, bytes: &[u8]) -> bool {
         if self.added.is_empty() || !bytes.iter().any(|&b| self.added_first_bytes[b as usize]) {
             return false;
         }
         let lower: Vec<u8> = bytes.to_ascii_lowercase();
-        self.added.iter().any(|a| {
-            let a_lower = a.to_ascii_lowercase();
-            lower.windows(a.len()).any(|w| w == &a_lower[..])
-        })
+        let found = |hay: &[u8]| {
+            self.added
+                .iter()
+                .any(|a| hay.windows(a.len()).any(|w| w == &a[..]))
+        };
+        if found(&lower) {
+            return true;
+        }
+        if lower.iter().any(|&b| is_drop(b)) {
+            let cleaned: Vec<u8> = lower.into_iter().filter(|&b| !is_drop(b)).collect();
+            return found(&cleaned);
+        }
+        false
     }
 
     fn flush(&self, word: &mut Vec<u8>, ids: &mut Vec<u32>, cache: &mut WordCache) {

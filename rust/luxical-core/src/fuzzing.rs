@@ -109,20 +109,23 @@ pub fn tokenize_and_embed(data: &[u8]) {
             let mut reference = Vec::new();
             tok.encode_reference(text, 0, &mut reference).unwrap();
             assert_eq!(whole, reference, "fast WordPiece path differs on {text:?}");
+            // Windows of any size, each cut checked on the whole rest of the text: every
+            // cut the tokenizer reports as keeping the ids must keep them.
             let window = 1 + (knob as usize % 64);
+            let short = &text[..text.floor_char_boundary_compat(SEAM_TEXT_BYTES)];
+            let mut whole_short = Vec::new();
+            tok.encode_whole(short, 0, &mut whole_short).unwrap();
             let mut windowed = Vec::new();
-            tok.encode_windows(text, 0, &mut windowed, usize::MAX, window)
+            let exact = tok
+                .encode_windows(short, 0, &mut windowed, usize::MAX, window, usize::MAX)
                 .unwrap();
-            // Windows are cut at ASCII whitespace; only a run without any that does not
-            // fit in a window is cut mid-run (documented), so compare when all fit.
-            let longest_run = text
-                .split([' ', '\t', '\n', '\r'])
-                .map(str::len)
-                .max()
-                .unwrap_or(0);
-            if longest_run + 5 <= window {
+            assert!(
+                exact || !no_long_runs(short, window),
+                "a BERT-style cut at whitespace reported as inexact"
+            );
+            if exact {
                 assert_eq!(
-                    windowed, whole,
+                    windowed, whole_short,
                     "window {window} changed the ids of {text:?}"
                 );
             }
@@ -132,6 +135,196 @@ pub fn tokenize_and_embed(data: &[u8]) {
             assert_eq!(first, whole[..whole.len().min(limit)]);
         }
     });
+}
+
+/// The GPT-2 byte-to-character map of byte-level BPE (`bytes_to_unicode`).
+fn byte_level_char(b: u8) -> char {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    if printable(b) {
+        return char::from(b);
+    }
+    let rank = (0..b).filter(|&x| !printable(x)).count() as u32;
+    char::from_u32(256 + rank).expect("valid char")
+}
+
+/// A GPT-2-style byte-level BPE tokenizer with merges of runs of spaces (`ĠĠ`, `ĠĠĠĠ`),
+/// newlines, punctuation and a few words.
+pub fn byte_level_bpe_json(add_prefix_space: bool) -> String {
+    let mut vocab: Vec<String> = (0..=255u8)
+        .map(|b| byte_level_char(b).to_string())
+        .collect();
+    let merges = [
+        ("Ġ", "Ġ"),
+        ("ĠĠ", "ĠĠ"),
+        ("Ċ", "Ċ"),
+        ("ĊĊ", "Ċ"),
+        ("Ġ", "Ċ"),
+        ("!", "!"),
+        ("h", "e"),
+        ("t", "he"),
+        ("Ġ", "the"),
+        ("Ġ", "t"),
+        ("e", "r"),
+        ("Ġ", "a"),
+        ("ĉ", "ĉ"),
+        ("č", "Ċ"),
+    ];
+    for (a, b) in merges {
+        vocab.push(format!("{a}{b}"));
+    }
+    let escape = |t: &str| serde_json::to_string(t).expect("string");
+    let vocab_json: Vec<String> = vocab
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("{}:{i}", escape(t)))
+        .collect();
+    let merges_json: Vec<String> = merges
+        .iter()
+        .map(|(a, b)| format!("[{},{}]", escape(a), escape(b)))
+        .collect();
+    format!(
+        r#"{{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+        "normalizer":null,
+        "pre_tokenizer":{{"type":"ByteLevel","add_prefix_space":{add_prefix_space},"trim_offsets":true,"use_regex":true}},
+        "post_processor":null,"decoder":{{"type":"ByteLevel","add_prefix_space":true,"trim_offsets":true,"use_regex":true}},
+        "model":{{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":null,
+          "end_of_word_suffix":null,"fuse_unk":false,"byte_fallback":false,"ignore_merges":false,
+          "vocab":{{{}}},"merges":[{}]}}}}"#,
+        vocab_json.join(","),
+        merges_json.join(",")
+    )
+}
+
+/// A tokenizer.json chosen by `variant`: the BERT-like WordPiece of [`bert_like_model`]
+/// with one or more fields flipped (normalizer, pre-tokenizer, continuation prefix, word
+/// length limit, unknown token, added tokens), or a byte-level BPE. Some combinations
+/// do not load; that is fine.
+pub fn tokenizer_variant(variant: u16) -> String {
+    let bits = |shift: u32, n: u16| ((variant >> shift) % n) as usize;
+    if bits(0, 8) == 7 {
+        return byte_level_bpe_json(bits(3, 2) == 1);
+    }
+    let words = [
+        "[UNK]", "[PAD]", "the", "a", "of", "and", "to", "in", "is", "for", "on", "with", "data",
+        "text", "embed", "##ding", "##s", "##ed", "un", "##k", "!", ".", ",", "?", "-", "(", ")",
+        "中", "文", "é", "e", "1", "##2", "0", "##a", "##t", "##e", "t", "d", "x", "##x", "#",
+        "ding", "s", "ed", "k", "@@s", "@@ed", "xs", "hello", "##llo", "he", "new", "york",
+    ];
+    let vocab: Vec<String> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| format!("\"{w}\":{i}"))
+        .collect();
+    let prefix = ["##", "", "@@", "x"][bits(0, 4)];
+    let lowercase = bits(2, 2) == 0;
+    let strip_accents = ["null", "true", "false"][bits(3, 3)];
+    let normalizer = match bits(5, 4) {
+        0 | 1 => format!(
+            r#"{{"type":"BertNormalizer","clean_text":true,"handle_chinese_chars":{},"strip_accents":{strip_accents},"lowercase":{lowercase}}}"#,
+            bits(7, 2) == 0
+        ),
+        2 => r#"{"type":"BertNormalizer","clean_text":false,"handle_chinese_chars":true,"strip_accents":null,"lowercase":true}"#.into(),
+        _ => r#"{"type":"Lowercase"}"#.into(),
+    };
+    let pre_tokenizer = [
+        r#"{"type":"BertPreTokenizer"}"#,
+        r#"{"type":"BertPreTokenizer"}"#,
+        r#"{"type":"WhitespaceSplit"}"#,
+        r#"{"type":"Sequence","pretokenizers":[{"type":"BertPreTokenizer"},{"type":"Digits","individual_digits":true}]}"#,
+        r#"{"type":"Metaspace","replacement":"▁","prepend_scheme":"always","split":true}"#,
+    ][bits(8, 5)];
+    let max_chars = [100, 100, 3, 0][bits(11, 4)];
+    let unk = ["[UNK]", "[PAD]"][bits(13, 2)];
+    let added = match bits(14, 4) {
+        0 | 1 => "",
+        2 => {
+            r#"{"id":0,"content":"[SEP]","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}"#
+        }
+        _ => {
+            r#"{"id":53,"content":"new york","single_word":false,"lstrip":false,"rstrip":false,"normalized":true,"special":false},
+               {"id":49,"content":"hello","single_word":false,"lstrip":false,"rstrip":false,"normalized":true,"special":false}"#
+        }
+    };
+    format!(
+        r#"{{"version":"1.0","truncation":null,"padding":null,"added_tokens":[{added}],
+        "normalizer":{normalizer},"pre_tokenizer":{pre_tokenizer},"post_processor":null,"decoder":null,
+        "model":{{"type":"WordPiece","unk_token":"{unk}","continuing_subword_prefix":"{prefix}",
+          "max_input_chars_per_word":{max_chars},"vocab":{{{}}}}}}}"#,
+        vocab.join(",")
+    )
+}
+
+/// The first two bytes pick a tokenizer configuration ([`tokenizer_variant`]), the third a
+/// window size (small, so that a short text has many seams); the rest is the text (lossy
+/// UTF-8). The tokenizer, fast path or not, gives the `tokenizers` crate's ids; windows
+/// whose cuts are reported as keeping the ids give the ids of the whole text.
+pub fn tokenizer_configs(data: &[u8]) {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static BUILT: RefCell<HashMap<u16, Option<TextTokenizer>>> = RefCell::new(HashMap::new());
+    }
+    if data.len() < 3 {
+        return;
+    }
+    let variant = u16::from_le_bytes([data[0], data[1]]);
+    let window = 1 + data[2] as usize % 48;
+    let text = String::from_utf8_lossy(&data[3..]);
+    // Each checked cut tokenizes the rest of the text again: keep it short.
+    let text = &text[..text.floor_char_boundary_compat(SEAM_TEXT_BYTES)];
+    let tok = BUILT.with(|built| {
+        built
+            .borrow_mut()
+            .entry(variant)
+            .or_insert_with(|| TextTokenizer::from_json(&tokenizer_variant(variant)).ok())
+            .clone()
+    });
+    let Some(tok) = tok else {
+        return;
+    };
+    let mut whole = Vec::new();
+    tok.encode_whole(text, 0, &mut whole).unwrap();
+    let mut reference = Vec::new();
+    tok.encode_reference(text, 0, &mut reference).unwrap();
+    assert_eq!(
+        whole, reference,
+        "variant {variant}: fast WordPiece path differs on {text:?}"
+    );
+    let mut windowed = Vec::new();
+    let exact = tok
+        .encode_windows(text, 0, &mut windowed, usize::MAX, window, usize::MAX)
+        .unwrap();
+    if exact || tok.cuts_at_any_whitespace() && no_long_runs(text, window) {
+        assert_eq!(
+            windowed, whole,
+            "variant {variant}: window {window} changed the ids of {text:?}"
+        );
+    }
+}
+
+/// Texts whose windows are checked are cut to this many bytes (a checked cut
+/// tokenizes the rest of the text again, so the cost grows with its square).
+const SEAM_TEXT_BYTES: usize = 512;
+
+/// Whether every run without ASCII whitespace fits in a window with room to spare (then
+/// a whitespace-cutting tokenizer always finds a cut).
+fn no_long_runs(text: &str, window: usize) -> bool {
+    text.split([' ', '\t', '\n', '\r'])
+        .all(|run| run.len() + 5 <= window)
+}
+
+trait FloorCharBoundary {
+    fn floor_char_boundary_compat(&self, index: usize) -> usize;
+}
+
+impl FloorCharBoundary for str {
+    fn floor_char_boundary_compat(&self, index: usize) -> usize {
+        let mut i = index.min(self.len());
+        while !self.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    }
 }
 
 /// Arbitrary bytes as a model file: loading returns an error or a model, never panics or
@@ -202,5 +395,31 @@ mod tests {
         );
         super::load_model(b"M");
         super::load_model(b"PK\x03\x04garbage");
+    }
+
+    #[test]
+    fn every_tokenizer_variant_passes_on_seam_texts() {
+        let texts: [&[u8]; 4] = [
+            b"the  the   the    he\n\n\nthe !!!! the\t\tx  new york hello world",
+            b"Unaffable EMBEDDINGS, he\x00llo  wor\x0bld [SEP] x[SEP]y 12 345 cafe\xcc\x81",
+            b"    \n\n  !!  ..  the\r\n\r\nthe  ",
+            b"\xe4\xb8\xad\xe6\x96\x87text   embeddings dings eds xs @@s",
+        ];
+        let mut loaded = 0;
+        for variant in (0..u16::MAX).step_by(331).chain([7, 15, 0, 1, 2, 3]) {
+            if crate::tokenize::TextTokenizer::from_json(&super::tokenizer_variant(variant)).is_ok()
+            {
+                loaded += 1;
+            }
+            for text in texts {
+                for window in [0u8, 3, 6, 9, 17] {
+                    let mut data = variant.to_le_bytes().to_vec();
+                    data.push(window);
+                    data.extend_from_slice(text);
+                    super::tokenizer_configs(&data);
+                }
+            }
+        }
+        assert!(loaded > 50, "{loaded} variants load");
     }
 }

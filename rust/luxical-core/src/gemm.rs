@@ -33,7 +33,7 @@ fn n_panels(m: usize) -> usize {
 fn simd_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::env::var_os("LUXICAL_NO_SIMD").is_some() {
+        if crate::settings::env_flag(crate::settings::NO_SIMD) {
             return false;
         }
         is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")

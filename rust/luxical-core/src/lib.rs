@@ -12,6 +12,7 @@ pub mod mlp;
 pub mod model;
 pub mod ngrams;
 pub mod options;
+pub mod settings;
 pub mod summary;
 pub mod tfidf;
 pub mod threads;

@@ -37,3 +37,13 @@ fn tokenize_and_embed_inputs() {
 fn load_model_inputs() {
     assert!(replay("load_model", luxical_core::fuzzing::load_model) > 0);
 }
+
+#[test]
+fn tokenizer_configs_inputs() {
+    assert!(
+        replay(
+            "tokenizer_configs",
+            luxical_core::fuzzing::tokenizer_configs
+        ) > 0
+    );
+}

@@ -2,7 +2,9 @@
 //! can inherit from both `LuxicalError` and the matching built-in); we look them up here.
 
 use luxical_core::Error;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyOSError, PyRuntimeError, PyRuntimeWarning, PyValueError,
+};
 use pyo3::prelude::*;
 
 fn luxical_exception(py: Python<'_>, class: &str, message: String) -> PyErr {
@@ -54,4 +56,25 @@ pub fn panic_to_pyerr(py: Python<'_>, what: &str, payload: Box<dyn std::any::Any
         "LuxicalError",
         format!("internal error while {what}: {detail}; please report this as a bug"),
     )
+}
+
+/// Raises the warnings the core queued (`luxical_core::settings::take_warnings`: a capped
+/// thread count, an unreadable boolean variable) as `luxical.errors.LuxicalWarning`,
+/// attributed to the caller of the luxical function. Under an "error" warnings filter
+/// this returns the exception.
+pub fn emit_warnings(py: Python<'_>) -> PyResult<()> {
+    let pending = luxical_core::settings::take_warnings();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let category = py
+        .import("luxical.errors")
+        .and_then(|m| m.getattr("LuxicalWarning"))
+        .unwrap_or_else(|_| py.get_type::<PyRuntimeWarning>().into_any());
+    for message in pending {
+        let text = std::ffi::CString::new(message.replace('\0', " "))
+            .unwrap_or_else(|_| c"luxical warning".to_owned());
+        PyErr::warn(py, &category, &text, 2)?;
+    }
+    Ok(())
 }

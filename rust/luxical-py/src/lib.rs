@@ -17,7 +17,10 @@ fn _luxical(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_class::<model::Model>()?;
     m.add_function(wrap_pyfunction!(model::resolve_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(model::env_flag, m)?)?;
     m.add_function(wrap_pyfunction!(model::hash_ngram, m)?)?;
+    m.add_function(wrap_pyfunction!(model::file_fingerprint, m)?)?;
+    m.add_function(wrap_pyfunction!(model::clear_weight_cache, m)?)?;
     m.add_class::<training::Tokenizer>()?;
     m.add_class::<training::Featurizer>()?;
     m.add_class::<training::SpaceSaving>()?;

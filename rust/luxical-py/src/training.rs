@@ -10,7 +10,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::errors::to_pyerr;
+use crate::errors::{emit_warnings, to_pyerr};
 use crate::model::{
     collect_strings, detached, tfidf_arrays, tokenize_arrays, utf8_views, CsrArrays, TokenArrays,
 };
@@ -25,8 +25,16 @@ pub struct Tokenizer {
 impl Tokenizer {
     #[new]
     fn new(py: Python<'_>, tokenizer_json: &str) -> PyResult<Self> {
-        let inner = TextTokenizer::from_json(tokenizer_json).map_err(|e| to_pyerr(py, e))?;
-        Ok(Self { inner })
+        let inner = TextTokenizer::from_json(tokenizer_json).map_err(|e| to_pyerr(py, e));
+        emit_warnings(py)?;
+        Ok(Self { inner: inner? })
+    }
+
+    /// Whether luxical's exact fast WordPiece path serves this tokenizer (ASCII text of
+    /// BERT-style tokenizers; off with LUXICAL_NO_FAST_TOKENIZER=1).
+    #[getter]
+    fn fast_path(&self) -> bool {
+        self.inner.has_fast_path()
     }
 
     /// Token ids of each text: (ids uint32, offsets int64 of n+1 entries).
