@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v cargo >/dev/null 2>&1; then
-    echo "setup: cargo (Rust >= 1.85) is needed to build luxical from source; install it with rustup" >&2
+    echo "setup: cargo (Rust >= 1.89) is needed to build luxical from source; install it with rustup" >&2
     exit 1
 fi
 if [ ! -x .venv/bin/python ]; then

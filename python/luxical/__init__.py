@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from luxical._luxical import __version__
+from luxical._luxical import cpu_info as _cpu_info
 from luxical.embedder import Embedder, clear_weight_cache, weight_cache_dir
 from luxical.quantize import dequantize, quantize
 from luxical.errors import (
@@ -37,6 +38,7 @@ __all__ = [
     "UnsupportedFormatVersionError",
     "__version__",
     "clear_weight_cache",
+    "cpu_info",
     "default_model_path",
     "dequantize",
     "embed",
@@ -48,6 +50,32 @@ __all__ = [
 _DEFAULT_MODEL_FILE = Path(__file__).parent / "models" / "default.npz"
 _cache: dict[tuple[str, str, bool | None], Embedder] = {}
 _cache_lock = threading.Lock()
+
+
+def cpu_info() -> dict[str, Any]:
+    """The CPU features luxical's dense layers use and the kernels this process runs.
+
+    The kernels are chosen once per process, on first use: the best this CPU has
+    (``"avx512"`` > ``"avx2"`` > ``"portable"``), unless ``LUXICAL_KERNEL`` names another
+    (``portable``, ``avx2`` or ``avx512``) or ``LUXICAL_NO_SIMD`` is true (portable; it
+    wins over ``LUXICAL_KERNEL``). A kernel the CPU lacks or an unknown name falls back to
+    the best the CPU has below it, with a `LuxicalWarning`; set the variables before the
+    first embedding. The float32 kernels give results within float rounding of each other
+    (AVX2 and AVX-512 bit-identical); the int8 kernels give bit-identical results.
+
+    Returns:
+        A dict: ``arch`` (the build's CPU architecture), ``features`` (feature name ->
+        present: ``avx2``, ``fma``, ``avx512f``, ``avx512bw``, ``avx512vnni``),
+        ``float32_kernels`` and ``int8_kernels`` (the kernels this CPU runs, worst to
+        best), ``float32_kernel`` and ``int8_kernel`` (the ones in use; the AVX-512 int8
+        kernel is ``"avx512-vnni"``, which also needs ``avx512bw`` and ``avx512vnni``).
+
+    Example:
+        >>> import luxical
+        >>> luxical.cpu_info()["float32_kernel"] in ("portable", "avx2", "avx512")
+        True
+    """
+    return _cpu_info()
 
 
 def default_model_path() -> Path:

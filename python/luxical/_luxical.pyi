@@ -2,7 +2,7 @@
 
 from os import PathLike
 
-from typing import final
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +17,7 @@ __all__ = [
     "Tokenizer",
     "__version__",
     "clear_weight_cache",
+    "cpu_info",
     "env_flag",
     "exact_ngram_counts",
     "file_fingerprint",
@@ -143,6 +144,7 @@ class SpaceSaving:
 
 def resolve_num_threads(num_threads: int | None = None) -> int: ...
 def env_flag(name: str) -> bool: ...
+def cpu_info() -> dict[str, Any]: ...
 def hash_ngram(ngram: list[int], max_ngram_len: int) -> int: ...
 def exact_ngram_counts(
     ids: npt.NDArray[np.uint32], offsets: npt.NDArray[np.int64], max_ngram_len: int

@@ -2,27 +2,38 @@
 //!
 //! `out[n, m] = a[n, k] · Wᵀ` where `W` is the layer's `[m, k]` (out, in) matrix. The
 //! weights are packed into panels of [`NR`] output columns, each panel `[k, NR]`
-//! contiguous, so the inner loop streams one panel while broadcasting activations. Two
-//! kernels share that layout:
+//! contiguous, so the inner loop streams one panel while broadcasting activations. The
+//! layout is the same for every kernel (the weight cache stores it), so the kernel is
+//! chosen at run time, per process, by [`kernels`]: the best family the CPU has
+//! ([`Kernel::Avx512`] > [`Kernel::Avx2`] > [`Kernel::Portable`]), unless
+//! `LUXICAL_KERNEL` / `LUXICAL_NO_SIMD` ask for a lower one.
 //!
-//! - float32 (the exact path): an AVX2 + FMA kernel of [`MR`] rows × 16 columns when the
-//!   CPU has them (checked at run time), else a portable kernel the compiler vectorises for
-//!   the target (SSE2, NEON, ...). Only the summation order differs from a plain dot
-//!   product.
+//! - float32 (the exact path): micro-tiles of rows × 16 columns summed with FMA in the
+//!   same order on AVX2 (6 rows × 2 ymm) and AVX-512F (8 rows × 2 panels of 1 zmm, edge
+//!   columns by mask), so the two give bit-identical results; the portable kernel (the
+//!   compiler vectorises it for the target: SSE2, NEON, ...) rounds the product before
+//!   adding, so it differs in the last bits. Only the summation order differs from a
+//!   plain dot product.
 //! - int8 (the opt-in reduced-precision path): weights quantised per output column to
 //!   `[-127, 127]`, activations (non-negative: they follow a ReLU) per row to `[0, 127]`,
-//!   products summed exactly in i32 (`vpmaddubsw` + `vpmaddwd` on AVX2; the operands are
-//!   bounded so the 16-bit pair sums never saturate), then scaled back to float32. The
-//!   portable kernel computes the same integers, so both give bit-identical results.
+//!   products summed exactly in i32 (AVX2: `vpmaddubsw` + `vpmaddwd`, the operands are
+//!   bounded so the 16-bit pair sums never saturate; AVX-512 VNNI: `vpdpbusd`, 4 products
+//!   straight into i32), then scaled back to float32. Every kernel computes the same
+//!   integers, so all give bit-identical results.
 
 use crate::weights::SharedF32;
+use std::sync::OnceLock;
 
 /// Output columns per packed panel.
 pub const NR: usize = 16;
-/// Rows per float32 micro-tile.
+/// Rows per float32 micro-tile (portable and AVX2).
 const MR: usize = 6;
-/// Rows per int8 micro-tile.
+/// Rows per float32 micro-tile of the AVX-512 kernel (2 panels wide).
+const MR_512: usize = 8;
+/// Rows per int8 micro-tile (portable and AVX2).
 const MR_I8: usize = 4;
+/// Rows per int8 micro-tile of the AVX-512 VNNI kernel; the most of any int8 kernel.
+const MR_I8_MAX: usize = 8;
 /// Depth of one pass over the panels (keeps a panel slice in L1).
 const KC: usize = 256;
 
@@ -30,24 +41,241 @@ fn n_panels(m: usize) -> usize {
     m.div_ceil(NR)
 }
 
-fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if crate::settings::env_flag(crate::settings::NO_SIMD) {
-            return false;
-        }
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+/// A family of dense-layer kernels, in increasing order of preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kernel {
+    /// Plain Rust the compiler vectorises for the build target (any CPU).
+    Portable,
+    /// x86-64 AVX2 + FMA.
+    Avx2,
+    /// x86-64 AVX-512F (float32); the int8 kernel also needs AVX-512 BW + VNNI.
+    Avx512,
+}
+
+impl Kernel {
+    /// Every family, in increasing order of preference.
+    pub const ALL: [Kernel; 3] = [Kernel::Portable, Kernel::Avx2, Kernel::Avx512];
+    /// The values `LUXICAL_KERNEL` accepts, in the order of [`Kernel::ALL`].
+    pub const NAMES: [&'static str; 3] = ["portable", "avx2", "avx512"];
+
+    /// The family's name (a `LUXICAL_KERNEL` value) and its float32 kernel's name.
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+
+    /// The name of this family's int8 kernel.
+    pub fn int8_name(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "avx512-vnni",
+            other => other.name(),
+        }
     }
 }
 
-/// Whether the vectorised kernels run on this CPU (AVX2 + FMA); else the portable ones.
+/// The CPU features the kernels use, detected at run time (all false off x86-64).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuFeatures {
+    pub avx2: bool,
+    pub fma: bool,
+    pub avx512f: bool,
+    pub avx512bw: bool,
+    pub avx512vnni: bool,
+}
+
+impl CpuFeatures {
+    /// This CPU's features (cached: detection runs once per process).
+    pub fn detect() -> Self {
+        static CPU: OnceLock<CpuFeatures> = OnceLock::new();
+        *CPU.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                CpuFeatures {
+                    avx2: is_x86_feature_detected!("avx2"),
+                    fma: is_x86_feature_detected!("fma"),
+                    avx512f: is_x86_feature_detected!("avx512f"),
+                    avx512bw: is_x86_feature_detected!("avx512bw"),
+                    avx512vnni: is_x86_feature_detected!("avx512vnni"),
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                CpuFeatures::default()
+            }
+        })
+    }
+
+    /// `(name, present)` for each feature, as `/proc/cpuinfo` and Rust spell them.
+    pub fn list(&self) -> [(&'static str, bool); 5] {
+        [
+            ("avx2", self.avx2),
+            ("fma", self.fma),
+            ("avx512f", self.avx512f),
+            ("avx512bw", self.avx512bw),
+            ("avx512vnni", self.avx512vnni),
+        ]
+    }
+
+    /// Whether this CPU runs `kernel`'s float32 kernel.
+    pub fn has_f32(&self, kernel: Kernel) -> bool {
+        match kernel {
+            Kernel::Portable => true,
+            // AVX-512F implies AVX2 + FMA on every CPU made, but the kernels' helpers
+            // (tests, fallbacks) may use either, so both are required.
+            Kernel::Avx2 => self.avx2 && self.fma,
+            Kernel::Avx512 => self.avx2 && self.fma && self.avx512f,
+        }
+    }
+
+    /// Whether this CPU runs `kernel`'s int8 kernel.
+    pub fn has_int8(&self, kernel: Kernel) -> bool {
+        match kernel {
+            Kernel::Avx512 => self.has_f32(kernel) && self.avx512bw && self.avx512vnni,
+            other => self.has_f32(other),
+        }
+    }
+
+    /// The best float32 kernel family this CPU runs, at most `limit`.
+    fn best_f32(&self, limit: Kernel) -> Kernel {
+        Kernel::ALL
+            .into_iter()
+            .filter(|&k| k <= limit && self.has_f32(k))
+            .max()
+            .unwrap_or(Kernel::Portable)
+    }
+
+    /// The best int8 kernel family this CPU runs, at most `limit`.
+    fn best_int8(&self, limit: Kernel) -> Kernel {
+        Kernel::ALL
+            .into_iter()
+            .filter(|&k| k <= limit && self.has_int8(k))
+            .max()
+            .unwrap_or(Kernel::Portable)
+    }
+}
+
+/// The kernels the dense layers use in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kernels {
+    pub float32: Kernel,
+    pub int8: Kernel,
+}
+
+/// Chooses the kernels for `cpu` given the settings: `requested` is the `LUXICAL_KERNEL`
+/// family (`None`: unset or unrecognised), `no_simd` the `LUXICAL_NO_SIMD` flag.
+///
+/// Unset: the best the CPU has. `LUXICAL_NO_SIMD` true: portable (it wins over
+/// `LUXICAL_KERNEL`). A requested family the CPU lacks: the best the CPU has below it,
+/// with a warning. The int8 kernel is the requested (or best) family's when the CPU has
+/// it (AVX-512 also needs BW + VNNI), else the best below, silently: int8 is opt-in and
+/// `cpu_info()` names it. Returns the warnings to queue.
+pub fn choose_kernels(
+    requested: Option<Kernel>,
+    no_simd: bool,
+    cpu: CpuFeatures,
+) -> (Kernels, Vec<String>) {
+    let mut warnings = Vec::new();
+    let limit = match (no_simd, requested) {
+        (true, Some(k)) if k != Kernel::Portable => {
+            warnings.push(format!(
+                "{}=1 and {}={}: LUXICAL_NO_SIMD wins, using the portable kernels",
+                crate::settings::NO_SIMD,
+                crate::settings::KERNEL,
+                k.name()
+            ));
+            Kernel::Portable
+        }
+        (true, _) => Kernel::Portable,
+        (false, Some(k)) => {
+            if !cpu.has_f32(k) {
+                let best = cpu.best_f32(k);
+                warnings.push(format!(
+                    "{}={}: this CPU lacks the instructions that kernel needs ({}); using the {} kernel",
+                    crate::settings::KERNEL,
+                    k.name(),
+                    missing_features(k, &cpu),
+                    best.name()
+                ));
+            }
+            k
+        }
+        (false, None) => Kernel::Avx512,
+    };
+    let kernels = Kernels {
+        float32: cpu.best_f32(limit),
+        int8: cpu.best_int8(limit),
+    };
+    (kernels, warnings)
+}
+
+fn missing_features(kernel: Kernel, cpu: &CpuFeatures) -> String {
+    let needed: &[&str] = match kernel {
+        Kernel::Portable => &[],
+        Kernel::Avx2 => &["avx2", "fma"],
+        Kernel::Avx512 => &["avx2", "fma", "avx512f"],
+    };
+    let present = cpu.list();
+    needed
+        .iter()
+        .filter(|n| !present.iter().any(|(p, has)| p == *n && *has))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The kernels of this process: chosen on first use from the CPU and the settings
+/// (`LUXICAL_KERNEL`, `LUXICAL_NO_SIMD`; read once), warnings queued in `settings`.
+pub fn kernels() -> Kernels {
+    static CHOSEN: OnceLock<Kernels> = OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        let requested = crate::settings::env_choice(crate::settings::KERNEL, &Kernel::NAMES)
+            .map(|i| Kernel::ALL[i]);
+        let no_simd = crate::settings::env_flag(crate::settings::NO_SIMD);
+        let (kernels, warnings) = choose_kernels(requested, no_simd, CpuFeatures::detect());
+        warnings.into_iter().for_each(crate::settings::warn);
+        kernels
+    })
+}
+
+/// Whether a vectorised float32 kernel runs (anything but the portable one).
 pub fn simd_kernels() -> bool {
-    static SIMD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SIMD.get_or_init(simd_available)
+    kernels().float32 != Kernel::Portable
+}
+
+/// What `luxical.cpu_info()` reports.
+#[derive(Debug, Clone)]
+pub struct CpuInfo {
+    /// `std::env::consts::ARCH` of the build.
+    pub arch: &'static str,
+    pub features: [(&'static str, bool); 5],
+    /// The float32 kernel families this CPU runs, in increasing order of preference.
+    pub float32_kernels: Vec<&'static str>,
+    /// The int8 kernels this CPU runs, likewise.
+    pub int8_kernels: Vec<&'static str>,
+    /// The kernels in use (chosen on first call, see [`kernels`]).
+    pub float32_kernel: &'static str,
+    pub int8_kernel: &'static str,
+}
+
+/// The CPU's features and the kernels this process uses.
+pub fn cpu_info() -> CpuInfo {
+    let cpu = CpuFeatures::detect();
+    let chosen = kernels();
+    CpuInfo {
+        arch: std::env::consts::ARCH,
+        features: cpu.list(),
+        float32_kernels: Kernel::ALL
+            .into_iter()
+            .filter(|&k| cpu.has_f32(k))
+            .map(Kernel::name)
+            .collect(),
+        int8_kernels: Kernel::ALL
+            .into_iter()
+            .filter(|&k| cpu.has_int8(k))
+            .map(Kernel::int8_name)
+            .collect(),
+        float32_kernel: chosen.float32.name(),
+        int8_kernel: chosen.int8.int8_name(),
+    }
 }
 
 /// A float32 layer packed for [`PackedF32::matmul`].
@@ -112,16 +340,35 @@ impl PackedF32 {
         w
     }
 
-    /// `out[n_rows, out_dim] = a[n_rows, in_dim] · Wᵀ`.
+    /// `out[n_rows, out_dim] = a[n_rows, in_dim] · Wᵀ`, with this process's kernel.
     pub fn matmul(&self, a: &[f32], n_rows: usize, out: &mut [f32]) {
+        self.matmul_with(kernels().float32, a, n_rows, out);
+    }
+
+    /// [`PackedF32::matmul`] with the given kernel family.
+    ///
+    /// # Panics
+    /// If this CPU lacks `kernel` (see [`CpuFeatures::has_f32`]) or the sizes disagree.
+    pub fn matmul_with(&self, kernel: Kernel, a: &[f32], n_rows: usize, out: &mut [f32]) {
         let (k, m) = (self.in_dim, self.out_dim);
         assert_eq!(a.len(), n_rows * k);
         assert_eq!(out.len(), n_rows * m);
+        assert!(
+            CpuFeatures::detect().has_f32(kernel),
+            "this CPU lacks the {} kernel",
+            kernel.name()
+        );
         out.fill(0.0);
-        if k == 0 {
+        if k == 0 || n_rows == 0 {
             return;
         }
-        let simd = simd_kernels();
+        #[cfg(target_arch = "x86_64")]
+        if kernel == Kernel::Avx512 {
+            // SAFETY: AVX-512F was detected just above; the sizes were checked.
+            unsafe { x86::f32_matmul_avx512(&self.data, k, m, a, n_rows, out) };
+            return;
+        }
+        let simd = kernel == Kernel::Avx2;
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
             for (p, panel) in self.data.chunks_exact(k * NR).enumerate() {
@@ -143,6 +390,7 @@ impl PackedF32 {
 }
 
 /// Dispatches one float32 micro-tile: `tile[r] = sum_p a[r*lda + p] * b[p*NR..]`.
+/// `simd` (the AVX2 kernel) only where the CPU has AVX2 + FMA.
 fn f32_tile(
     simd: bool,
     rows: usize,
@@ -156,6 +404,7 @@ fn f32_tile(
     assert!((1..=MR).contains(&rows) && a.len() >= (rows - 1) * lda + kc && b.len() >= kc * NR);
     #[cfg(target_arch = "x86_64")]
     if simd {
+        assert!(CpuFeatures::detect().has_f32(Kernel::Avx2));
         // SAFETY: AVX2 + FMA were detected; the bounds were checked above.
         unsafe {
             match rows {
@@ -204,10 +453,11 @@ fn f32_kernel_portable<const R: usize>(
 pub struct PackedI8 {
     pub in_dim: usize,
     pub out_dim: usize,
-    /// `in_dim` rounded up to a multiple of 4 (the depth of one `vpmaddubsw` pair).
+    /// `in_dim` rounded up to a multiple of 4 (the depth of one `vpmaddubsw` pair and of
+    /// one `vpdpbusd`).
     k4: usize,
     /// `[n_panels, k4 / 4, NR, 4]`: for each group of 4 inputs, 4 consecutive bytes per
-    /// output column; zero in the padding.
+    /// output column (one zmm per group and panel); zero in the padding.
     data: Vec<i8>,
     /// Per output column: the float weight of one int8 step.
     scales: Vec<f32>,
@@ -242,11 +492,33 @@ impl PackedI8 {
     }
 
     /// `out[n_rows, out_dim] ≈ a[n_rows, in_dim] · Wᵀ` for non-negative `a` (negative
-    /// inputs are taken as 0, as after a ReLU). `qa` is scratch for the quantised rows.
+    /// inputs are taken as 0, as after a ReLU), with this process's int8 kernel. `qa` is
+    /// scratch for the quantised rows.
     pub fn matmul(&self, a: &[f32], n_rows: usize, out: &mut [f32], qa: &mut Vec<u8>) {
+        self.matmul_with(kernels().int8, a, n_rows, out, qa);
+    }
+
+    /// [`PackedI8::matmul`] with the given kernel family.
+    ///
+    /// # Panics
+    /// If this CPU lacks `kernel`'s int8 kernel (see [`CpuFeatures::has_int8`]) or the
+    /// sizes disagree.
+    pub fn matmul_with(
+        &self,
+        kernel: Kernel,
+        a: &[f32],
+        n_rows: usize,
+        out: &mut [f32],
+        qa: &mut Vec<u8>,
+    ) {
         let (k, k4, m) = (self.in_dim, self.k4, self.out_dim);
         assert_eq!(a.len(), n_rows * k);
         assert_eq!(out.len(), n_rows * m);
+        assert!(
+            CpuFeatures::detect().has_int8(kernel),
+            "this CPU lacks the {} kernel",
+            kernel.int8_name()
+        );
         qa.clear();
         qa.resize(n_rows * k4, 0);
         let mut row_scale = vec![0.0f32; n_rows];
@@ -264,14 +536,18 @@ impl PackedI8 {
                 }
             }
         }
-        let simd = simd_kernels();
-        let mut acc = [[0i32; NR]; MR_I8];
+        let mr = if kernel == Kernel::Avx512 {
+            MR_I8_MAX
+        } else {
+            MR_I8
+        };
+        let mut acc = [[0i32; NR]; MR_I8_MAX];
         for (p, panel) in self.data.chunks_exact(k4 * NR).enumerate() {
             let cols = NR.min(m - p * NR);
             let scales = &self.scales[p * NR..p * NR + cols];
-            for i0 in (0..n_rows).step_by(MR_I8) {
-                let rows = MR_I8.min(n_rows - i0);
-                i8_tile(simd, rows, &qa[i0 * k4..], k4, panel, &mut acc);
+            for i0 in (0..n_rows).step_by(mr) {
+                let rows = mr.min(n_rows - i0);
+                i8_tile(kernel, rows, &qa[i0 * k4..], k4, panel, &mut acc);
                 for (r, acc_r) in acc[..rows].iter().enumerate() {
                     let sa = row_scale[i0 + r];
                     let o = &mut out[(i0 + r) * m + p * NR..][..cols];
@@ -284,18 +560,43 @@ impl PackedI8 {
     }
 }
 
-/// Dispatches one int8 micro-tile over the whole depth `k4`.
+/// Dispatches one int8 micro-tile over the whole depth `k4`: `acc[r][c]` for `r < rows`
+/// (at most [`MR_I8`] rows, [`MR_I8_MAX`] for AVX-512).
 fn i8_tile(
-    simd: bool,
+    kernel: Kernel,
     rows: usize,
     qa: &[u8],
     k4: usize,
     panel: &[i8],
-    acc: &mut [[i32; NR]; MR_I8],
+    acc: &mut [[i32; NR]; MR_I8_MAX],
 ) {
-    assert!((1..=MR_I8).contains(&rows) && qa.len() >= rows * k4 && panel.len() >= k4 * NR);
+    let mr = if kernel == Kernel::Avx512 {
+        MR_I8_MAX
+    } else {
+        MR_I8
+    };
+    assert!((1..=mr).contains(&rows) && qa.len() >= rows * k4 && panel.len() >= k4 * NR);
+    assert!(CpuFeatures::detect().has_int8(kernel));
     #[cfg(target_arch = "x86_64")]
-    if simd {
+    if kernel == Kernel::Avx512 {
+        // SAFETY: AVX-512F/BW/VNNI were detected; the bounds were checked above.
+        unsafe {
+            let (qa, panel) = (qa.as_ptr(), panel.as_ptr());
+            match rows {
+                8 => x86::i8_kernel_vnni::<8>(qa, k4, panel, acc),
+                7 => x86::i8_kernel_vnni::<7>(qa, k4, panel, acc),
+                6 => x86::i8_kernel_vnni::<6>(qa, k4, panel, acc),
+                5 => x86::i8_kernel_vnni::<5>(qa, k4, panel, acc),
+                4 => x86::i8_kernel_vnni::<4>(qa, k4, panel, acc),
+                3 => x86::i8_kernel_vnni::<3>(qa, k4, panel, acc),
+                2 => x86::i8_kernel_vnni::<2>(qa, k4, panel, acc),
+                _ => x86::i8_kernel_vnni::<1>(qa, k4, panel, acc),
+            }
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Avx2 {
         // SAFETY: AVX2 was detected; the bounds were checked above.
         unsafe {
             match rows {
@@ -307,7 +608,6 @@ fn i8_tile(
         }
         return;
     }
-    let _ = simd;
     i8_kernel_portable(rows, qa, k4, panel, acc);
 }
 
@@ -316,7 +616,7 @@ fn i8_kernel_portable(
     qa: &[u8],
     k4: usize,
     panel: &[i8],
-    acc: &mut [[i32; NR]; MR_I8],
+    acc: &mut [[i32; NR]; MR_I8_MAX],
 ) {
     for (r, acc_r) in acc[..rows].iter_mut().enumerate() {
         *acc_r = [0; NR];
@@ -337,7 +637,7 @@ fn i8_kernel_portable(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{MR, MR_I8, NR};
+    use super::{KC, MR, MR_512, MR_I8_MAX, NR};
     use std::arch::x86_64::*;
 
     /// `tile[r][..] = sum_{p < kc} a[r*lda + p] * b[p*NR .. p*NR + NR]` for `r < R`.
@@ -370,6 +670,114 @@ mod x86 {
         }
     }
 
+    /// `out[n, m] = a[n, k] · Wᵀ` for the packed panels `data` (`out` already zeroed):
+    /// tiles of [`MR_512`] rows × 2 panels (32 columns), depth blocked by [`KC`] as the
+    /// other kernels are. Each tile sums `a · b` from zero with FMA over the block's
+    /// depth, then adds it into `out`: the AVX2 kernel's order, hence its bits.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `data.len() == ceil(m / NR) * k * NR`,
+    /// `a.len() == n * k`, `out.len() == n * m`, `k > 0`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn f32_matmul_avx512(
+        data: &[f32],
+        k: usize,
+        m: usize,
+        a: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) {
+        let n_panels = m.div_ceil(NR);
+        assert!(k > 0 && data.len() == n_panels * k * NR && a.len() == n * k && out.len() == n * m);
+        // Lanes of panel `p` inside `out`: edge panels (m not a multiple of 16) by mask,
+        // so no store reaches past a row.
+        let mask = |p: usize| -> __mmask16 {
+            let cols = NR.min(m.saturating_sub(p * NR));
+            if cols == NR {
+                0xFFFF
+            } else {
+                (1u16 << cols) - 1
+            }
+        };
+        let (a, out) = (a.as_ptr(), out.as_mut_ptr());
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            for p in (0..n_panels).step_by(2) {
+                let two = p + 1 < n_panels;
+                let b0 = data.as_ptr().add(p * k * NR + k0 * NR);
+                // With one panel left, the second operand is never read.
+                let b1 = if two { b0.add(k * NR) } else { b0 };
+                let (m0, m1) = (mask(p), if two { mask(p + 1) } else { 0 });
+                for i0 in (0..n).step_by(MR_512) {
+                    let rows = MR_512.min(n - i0);
+                    let a_tile = a.add(i0 * k + k0);
+                    let o = out.add(i0 * m + p * NR);
+                    macro_rules! go {
+                        ($r:literal) => {
+                            if two {
+                                f32_kernel_512::<$r, 2>(a_tile, k, [b0, b1], kc, o, m, [m0, m1])
+                            } else {
+                                f32_kernel_512::<$r, 1>(a_tile, k, [b0, b1], kc, o, m, [m0, m1])
+                            }
+                        };
+                    }
+                    match rows {
+                        8 => go!(8),
+                        7 => go!(7),
+                        6 => go!(6),
+                        5 => go!(5),
+                        4 => go!(4),
+                        3 => go!(3),
+                        2 => go!(2),
+                        _ => go!(1),
+                    }
+                }
+            }
+        }
+    }
+
+    /// `out[r*ldo + j*NR + c] += sum_{p < kc} a[r*lda + p] * b[j][p*NR + c]` for `r < R`,
+    /// `j < P`, and the lanes `c` set in `mask[j]`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `a` readable at `r*lda + p`, `b[j]` at `p*NR + 0..NR`,
+    /// `out` readable and writable at the masked lanes, for every `r < R`, `j < P`,
+    /// `p < kc`.
+    // Indexed loops over the register block: each index names a register (unrolled).
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn f32_kernel_512<const R: usize, const P: usize>(
+        a: *const f32,
+        lda: usize,
+        b: [*const f32; 2],
+        kc: usize,
+        out: *mut f32,
+        ldo: usize,
+        mask: [__mmask16; 2],
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); P]; R];
+        for p in 0..kc {
+            let mut bv = [_mm512_setzero_ps(); P];
+            for j in 0..P {
+                bv[j] = _mm512_loadu_ps(b[j].add(p * NR));
+            }
+            for r in 0..R {
+                let av = _mm512_set1_ps(*a.add(r * lda + p));
+                for j in 0..P {
+                    acc[r][j] = _mm512_fmadd_ps(av, bv[j], acc[r][j]);
+                }
+            }
+        }
+        for r in 0..R {
+            for j in 0..P {
+                let o = out.add(r * ldo + j * NR);
+                let sum = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[j], o), acc[r][j]);
+                _mm512_mask_storeu_ps(o, mask[j], sum);
+            }
+        }
+    }
+
     /// `acc[r][c] = sum_k qa[r*k4 + k] * w[c][k]` (exact i32) for `r < R`.
     ///
     /// # Safety
@@ -381,7 +789,7 @@ mod x86 {
         qa: *const u8,
         k4: usize,
         panel: *const i8,
-        acc: &mut [[i32; NR]; MR_I8],
+        acc: &mut [[i32; NR]; MR_I8_MAX],
     ) {
         let ones = _mm256_set1_epi16(1);
         let mut lo = [_mm256_setzero_si256(); R];
@@ -400,6 +808,34 @@ mod x86 {
         for r in 0..R {
             _mm256_storeu_si256(acc[r].as_mut_ptr() as *mut __m256i, lo[r]);
             _mm256_storeu_si256(acc[r].as_mut_ptr().add(8) as *mut __m256i, hi[r]);
+        }
+    }
+
+    /// `acc[r][c] = sum_k qa[r*k4 + k] * w[c][k]` (exact i32) for `r < R`: one `vpdpbusd`
+    /// per group of 4 inputs adds the 4 u8 × i8 products of all 16 columns straight into
+    /// i32 lanes (no 16-bit step, so no saturation whatever the operands).
+    ///
+    /// # Safety
+    /// AVX-512F/BW/VNNI must be available; `qa` readable for `R * k4` bytes, `panel` for
+    /// `k4 * NR`.
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn i8_kernel_vnni<const R: usize>(
+        qa: *const u8,
+        k4: usize,
+        panel: *const i8,
+        acc: &mut [[i32; NR]; MR_I8_MAX],
+    ) {
+        let mut sum = [_mm512_setzero_si512(); R];
+        for g in 0..k4 / 4 {
+            let w = _mm512_loadu_si512(panel.add(g * NR * 4) as *const __m512i);
+            for r in 0..R {
+                let av = _mm512_set1_epi32((qa.add(r * k4 + g * 4) as *const i32).read_unaligned());
+                sum[r] = _mm512_dpbusd_epi32(sum[r], av, w);
+            }
+        }
+        for r in 0..R {
+            _mm512_storeu_si512(acc[r].as_mut_ptr() as *mut __m512i, sum[r]);
         }
     }
 }
@@ -460,19 +896,149 @@ mod tests {
         }
     }
 
+    /// The kernel families this CPU runs (float32, int8).
+    fn f32_kernels() -> Vec<Kernel> {
+        let cpu = CpuFeatures::detect();
+        Kernel::ALL
+            .into_iter()
+            .filter(|&k| cpu.has_f32(k))
+            .collect()
+    }
+    fn int8_kernels() -> Vec<Kernel> {
+        let cpu = CpuFeatures::detect();
+        Kernel::ALL
+            .into_iter()
+            .filter(|&k| cpu.has_int8(k))
+            .collect()
+    }
+
+    /// Sizes around every tile edge: rows around 4/6/8 (int8, float32 AVX2, AVX-512
+    /// micro-tiles), depth around 4 and KC = 256, columns around 16 and 32 (one and two
+    /// panels), and the odd sizes of real layers.
+    const ROWS: [usize; 12] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17, 33];
+    const DEPTHS: [usize; 12] = [1, 3, 4, 15, 16, 17, 31, 63, 255, 256, 257, 385];
+    const COLS: [usize; 13] = [1, 3, 15, 16, 17, 31, 32, 33, 47, 63, 65, 127, 385];
+
     #[test]
-    fn f32_simd_and_portable_kernels_agree() {
-        let (n, k, m) = (13, 300, 40);
-        let (a, w) = (lcg(3, n * k), lcg(4, m * k));
-        let b = PackedF32::pack(&w, m, k);
-        for rows in 1..=MR {
-            for simd in [false, simd_kernels()] {
-                let mut t = [[0.0f32; NR]; MR];
-                f32_tile(simd, rows, &a, k, &b.data[..k * NR], k, &mut t);
-                for r in 0..rows {
-                    for c in 0..NR {
-                        let want: f32 = (0..k).map(|i| a[r * k + i] * w[c * k + i]).sum();
-                        assert!((t[r][c] - want).abs() < 1e-4);
+    fn every_f32_kernel_matches_portable_on_every_edge() {
+        let kernels = f32_kernels();
+        eprintln!("float32 kernels on this CPU: {kernels:?}");
+        let mut shapes = 0;
+        for (si, &n) in ROWS.iter().enumerate() {
+            for (sk, &k) in DEPTHS.iter().enumerate() {
+                for (sm, &m) in COLS.iter().enumerate() {
+                    // Every (rows, depth) and (depth, cols) pair, a third of the triples.
+                    if (si + sk + sm) % 3 != 0 && m > 33 && k > 17 {
+                        continue;
+                    }
+                    shapes += 1;
+                    let a = lcg((n * 1000 + k) as u64, n * k);
+                    let w = lcg((m * 1000 + k) as u64 + 7, m * k);
+                    let packed = PackedF32::pack(&w, m, k);
+                    let mut want = vec![f32::NAN; n * m];
+                    packed.matmul_with(Kernel::Portable, &a, n, &mut want);
+                    let mut first_simd: Option<Vec<f32>> = None;
+                    for &kernel in &kernels[1..] {
+                        // NaN canaries: every output element must be written.
+                        let mut got = vec![f32::NAN; n * m];
+                        packed.matmul_with(kernel, &a, n, &mut got);
+                        for r in 0..n {
+                            for c in 0..m {
+                                // Relative to the sum of |products|: the scale of the
+                                // rounding error of any summation order.
+                                let scale: f32 =
+                                    (0..k).map(|i| (a[r * k + i] * w[c * k + i]).abs()).sum();
+                                let (g, x) = (got[r * m + c], want[r * m + c]);
+                                assert!(
+                                    (g - x).abs() <= 1e-5 * scale.max(1e-30),
+                                    "{kernel:?} {n}x{k}x{m} [{r},{c}]: {g} vs portable {x}"
+                                );
+                            }
+                        }
+                        // AVX2 and AVX-512 sum in the same order with FMA: same bits.
+                        match &first_simd {
+                            None => first_simd = Some(got),
+                            Some(prev) => assert!(
+                                prev.iter()
+                                    .zip(&got)
+                                    .all(|(p, g)| p.to_bits() == g.to_bits()),
+                                "{kernel:?} {n}x{k}x{m}: not bit-identical to the AVX2 kernel"
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        assert!(shapes > 600, "{shapes}");
+    }
+
+    #[test]
+    fn every_f32_kernel_matches_portable_on_random_shapes() {
+        let kernels = f32_kernels();
+        let mut s = 0x5eed_u64;
+        let mut next = |hi: usize| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            1 + (s >> 33) as usize % hi
+        };
+        for case in 0..200 {
+            let (n, k, m) = (next(40), next(600), next(200));
+            let a = lcg(case, n * k);
+            let w = lcg(case + 1000, m * k);
+            let packed = PackedF32::pack(&w, m, k);
+            let mut want = vec![0.0; n * m];
+            packed.matmul_with(Kernel::Portable, &a, n, &mut want);
+            for &kernel in &kernels[1..] {
+                let mut got = vec![f32::NAN; n * m];
+                packed.matmul_with(kernel, &a, n, &mut got);
+                for (i, (g, x)) in got.iter().zip(&want).enumerate() {
+                    let (r, c) = (i / m, i % m);
+                    let scale: f32 = (0..k).map(|j| (a[r * k + j] * w[c * k + j]).abs()).sum();
+                    assert!(
+                        (g - x).abs() <= 1e-5 * scale,
+                        "{kernel:?} {n}x{k}x{m} [{r},{c}]: {g} vs {x}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_int8_kernel_is_bit_identical_to_portable() {
+        let kernels = int8_kernels();
+        eprintln!("int8 kernels on this CPU: {kernels:?}");
+        for &n in &ROWS {
+            for &k in &DEPTHS {
+                for &m in &COLS {
+                    // ReLU'd activations (a quarter zero), some rows all zero.
+                    let a: Vec<f32> = lcg((n * 1000 + k) as u64, n * k)
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| {
+                            if (i / k.max(1)) % 5 == 4 {
+                                0.0
+                            } else {
+                                (v + 0.5).max(0.0)
+                            }
+                        })
+                        .collect();
+                    let w = lcg((m * 1000 + k) as u64 + 3, m * k);
+                    let packed = PackedI8::quantize(&w, m, k);
+                    let mut want = vec![f32::NAN; n * m];
+                    let mut qa = Vec::new();
+                    packed.matmul_with(Kernel::Portable, &a, n, &mut want, &mut qa);
+                    for &kernel in &kernels[1..] {
+                        let mut got = vec![f32::NAN; n * m];
+                        packed.matmul_with(kernel, &a, n, &mut got, &mut qa);
+                        let same = got
+                            .iter()
+                            .zip(&want)
+                            .all(|(g, x)| g.to_bits() == x.to_bits());
+                        assert!(
+                            same,
+                            "{kernel:?} {n}x{k}x{m}: int8 result differs from portable"
+                        );
                     }
                 }
             }
@@ -482,7 +1048,7 @@ mod tests {
     #[test]
     fn int8_integer_products_are_exact_and_kernels_identical() {
         // Integer-valued inputs at the extremes of the ranges: the int8 product must equal
-        // the exact integer dot product (no saturation), on both kernels.
+        // the exact integer dot product (no saturation), on every kernel.
         for &(n, k, m) in &SHAPES {
             let w: Vec<f32> = lcg(11 + k as u64, m * k)
                 .iter()
@@ -518,17 +1084,13 @@ mod tests {
             let packed = PackedI8::quantize(&w, m, k);
             assert!(packed.scales.iter().all(|&s| s == 1.0));
             let want = naive(&a, n, &w, m, k);
-            for simd in [false, simd_kernels()] {
-                let mut acc = [[0i32; NR]; MR_I8];
-                let mut qa = Vec::new();
+            for kernel in int8_kernels() {
                 let mut out = vec![f32::NAN; n * m];
-                if simd == simd_kernels() {
-                    packed.matmul(&a, n, &mut out, &mut qa);
-                    for (got, want) in out.iter().zip(&want) {
-                        assert_eq!(f64::from(*got), *want, "{n}x{k}x{m}");
-                    }
+                packed.matmul_with(kernel, &a, n, &mut out, &mut Vec::new());
+                for (got, want) in out.iter().zip(&want) {
+                    assert_eq!(f64::from(*got), *want, "{kernel:?} {n}x{k}x{m}");
                 }
-                // Kernel level, explicit choice of kernel.
+                // Kernel level: one tile of up to 8 rows.
                 let qa: Vec<u8> = a
                     .chunks_exact(k)
                     .flat_map(|r| {
@@ -537,9 +1099,15 @@ mod tests {
                         q
                     })
                     .collect();
-                let rows = n.min(MR_I8);
+                let mr = if kernel == Kernel::Avx512 {
+                    MR_I8_MAX
+                } else {
+                    MR_I8
+                };
+                let rows = n.min(mr);
+                let mut acc = [[0i32; NR]; MR_I8_MAX];
                 i8_tile(
-                    simd,
+                    kernel,
                     rows,
                     &qa,
                     packed.k4,
@@ -552,6 +1120,175 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn kernel_choice_follows_cpu_and_settings() {
+        let none = CpuFeatures::default();
+        let avx2 = CpuFeatures {
+            avx2: true,
+            fma: true,
+            ..none
+        };
+        let skylake_x = CpuFeatures {
+            avx512f: true,
+            avx512bw: true,
+            ..avx2
+        };
+        let sapphire = CpuFeatures {
+            avx512vnni: true,
+            ..skylake_x
+        };
+        let k = |f32: Kernel, int8: Kernel| Kernels { float32: f32, int8 };
+        use Kernel::*;
+        for (requested, no_simd, cpu, want, warns) in [
+            (None, false, none, k(Portable, Portable), false),
+            (None, false, avx2, k(Avx2, Avx2), false),
+            (None, false, skylake_x, k(Avx512, Avx2), false),
+            (None, false, sapphire, k(Avx512, Avx512), false),
+            (
+                Some(Portable),
+                false,
+                sapphire,
+                k(Portable, Portable),
+                false,
+            ),
+            (Some(Avx2), false, sapphire, k(Avx2, Avx2), false),
+            (Some(Avx512), false, sapphire, k(Avx512, Avx512), false),
+            (Some(Avx512), false, skylake_x, k(Avx512, Avx2), false),
+            // Asked for more than the CPU has: the best below, with a warning.
+            (Some(Avx512), false, avx2, k(Avx2, Avx2), true),
+            (Some(Avx512), false, none, k(Portable, Portable), true),
+            (Some(Avx2), false, none, k(Portable, Portable), true),
+            // LUXICAL_NO_SIMD wins (a warning when they disagree).
+            (None, true, sapphire, k(Portable, Portable), false),
+            (Some(Portable), true, sapphire, k(Portable, Portable), false),
+            (Some(Avx512), true, sapphire, k(Portable, Portable), true),
+        ] {
+            let (got, warnings) = choose_kernels(requested, no_simd, cpu);
+            assert_eq!(got, want, "{requested:?} no_simd={no_simd} {cpu:?}");
+            assert_eq!(
+                !warnings.is_empty(),
+                warns,
+                "{requested:?} {cpu:?}: {warnings:?}"
+            );
+        }
+        let (_, w) = choose_kernels(Some(Avx512), false, avx2);
+        assert!(
+            w[0].contains("LUXICAL_KERNEL=avx512")
+                && w[0].contains("avx512f")
+                && w[0].contains("avx2 kernel"),
+            "{w:?}"
+        );
+        // The process's choice is one the CPU runs.
+        let chosen = kernels();
+        assert!(
+            CpuFeatures::detect().has_f32(chosen.float32)
+                && CpuFeatures::detect().has_int8(chosen.int8)
+        );
+        let info = cpu_info();
+        assert!(info.float32_kernels.contains(&info.float32_kernel));
+        assert!(info.int8_kernels.contains(&info.int8_kernel));
+    }
+
+    /// Timing of the Luxical-One dense layers (96 -> 3072 -> 3072 -> 192) per kernel:
+    /// `cargo test -p luxical-core --release time_luxical_one -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn time_luxical_one_dense_layers() {
+        let n: usize = std::env::var("LUXICAL_TIME_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256);
+        let runs: usize = std::env::var("LUXICAL_TIME_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(7);
+        let dims = [96, 3072, 3072, 192];
+        let layers: Vec<(usize, usize, Vec<f32>)> = dims
+            .windows(2)
+            .enumerate()
+            .map(|(i, d)| {
+                (
+                    d[1],
+                    d[0],
+                    lcg(100 + i as u64, d[0] * d[1])
+                        .iter()
+                        .map(|v| v * 0.05)
+                        .collect(),
+                )
+            })
+            .collect();
+        let f32_layers: Vec<PackedF32> = layers
+            .iter()
+            .map(|(o, i, w)| PackedF32::pack(w, *o, *i))
+            .collect();
+        let i8_layers: Vec<PackedI8> = layers
+            .iter()
+            .map(|(o, i, w)| PackedI8::quantize(w, *o, *i))
+            .collect();
+        let input: Vec<f32> = lcg(1, n * dims[0]).iter().map(|v| v.max(0.0)).collect();
+        let flops: f64 = dims
+            .windows(2)
+            .map(|d| 2.0 * (n * d[0] * d[1]) as f64)
+            .sum();
+        let median = |mut t: Vec<f64>| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        };
+        let run = |f: &dyn Fn()| {
+            f();
+            median(
+                (0..runs)
+                    .map(|_| {
+                        let t = std::time::Instant::now();
+                        f();
+                        t.elapsed().as_secs_f64()
+                    })
+                    .collect(),
+            )
+        };
+        println!("{n} rows, dense layers {dims:?}, median of {runs} runs, one thread");
+        for kernel in f32_kernels() {
+            let t = run(&|| {
+                let mut x = input.clone();
+                for l in &f32_layers {
+                    let mut y = vec![0.0; n * l.out_dim];
+                    l.matmul_with(kernel, &x, n, &mut y);
+                    x = y;
+                }
+                std::hint::black_box(&x);
+            });
+            println!(
+                "float32 {:>12}: {:8.2} ms  {:6.1} GFLOP/s",
+                kernel.name(),
+                t * 1e3,
+                flops / t / 1e9
+            );
+        }
+        for kernel in int8_kernels() {
+            let t = run(&|| {
+                // The int8 path: hidden layers int8, the output layer float32.
+                let mut x = input.clone();
+                let mut qa = Vec::new();
+                for (i, l) in f32_layers.iter().enumerate() {
+                    let mut y = vec![0.0; n * l.out_dim];
+                    if i + 1 < f32_layers.len() {
+                        i8_layers[i].matmul_with(kernel, &x, n, &mut y, &mut qa);
+                    } else {
+                        l.matmul_with(CpuFeatures::detect().best_f32(kernel), &x, n, &mut y);
+                    }
+                    x = y;
+                }
+                std::hint::black_box(&x);
+            });
+            println!(
+                "int8    {:>12}: {:8.2} ms  {:6.1} GOP/s",
+                kernel.int8_name(),
+                t * 1e3,
+                flops / t / 1e9
+            );
         }
     }
 

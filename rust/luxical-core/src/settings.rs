@@ -13,8 +13,11 @@ use std::sync::Mutex;
 
 /// Boolean switches read by the core (documented in the README).
 pub const NO_FAST_TOKENIZER: &str = "LUXICAL_NO_FAST_TOKENIZER";
-/// See [`NO_FAST_TOKENIZER`].
+/// See [`NO_FAST_TOKENIZER`]. True means the portable dense-layer kernels (as
+/// `LUXICAL_KERNEL=portable`, and it wins over [`KERNEL`]).
 pub const NO_SIMD: &str = "LUXICAL_NO_SIMD";
+/// Forces the dense-layer kernel family: one of `gemm::Kernel::NAMES` (see `gemm`).
+pub const KERNEL: &str = "LUXICAL_KERNEL";
 
 /// What a boolean variable's value means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +56,26 @@ pub fn env_flag(name: &str) -> bool {
             false
         }
     }
+}
+
+/// Which of `choices` variable `name` names (case-insensitive, surrounding whitespace
+/// ignored), as an index into `choices`. Unset or empty is `None`; any other value is
+/// `None` with a warning (the caller uses its default, as for an unrecognised boolean).
+pub fn env_choice(name: &str, choices: &[&str]) -> Option<usize> {
+    let raw = std::env::var_os(name)?;
+    let text = raw.to_string_lossy();
+    let wanted = text.trim().to_ascii_lowercase();
+    if wanted.is_empty() {
+        return None;
+    }
+    let found = choices.iter().position(|c| c.eq_ignore_ascii_case(&wanted));
+    if found.is_none() {
+        warn(format!(
+            "environment variable {name}={text:?} is not one of {}; treating it as unset",
+            choices.join(", ")
+        ));
+    }
+    found
 }
 
 /// A positive thread count from variable `name`, rayon's convention
@@ -117,6 +140,24 @@ mod tests {
         std::env::set_var(name, "sometimes");
         assert!(!env_flag(name));
         assert!(take_warnings().iter().any(|w| w.contains(name)));
+        std::env::remove_var(name);
+    }
+
+    #[test]
+    fn choices_are_matched_case_insensitively_and_nonsense_warns() {
+        let name = "LUXICAL_TEST_SETTINGS_CHOICE";
+        let choices = ["portable", "avx2"];
+        std::env::remove_var(name);
+        assert_eq!(env_choice(name, &choices), None);
+        for (value, want) in [(" AVX2 ", Some(1)), ("portable", Some(0)), ("", None)] {
+            std::env::set_var(name, value);
+            assert_eq!(env_choice(name, &choices), want, "{value:?}");
+        }
+        std::env::set_var(name, "sse9");
+        assert_eq!(env_choice(name, &choices), None);
+        assert!(take_warnings()
+            .iter()
+            .any(|w| w.contains(name) && w.contains("portable, avx2")));
         std::env::remove_var(name);
     }
 

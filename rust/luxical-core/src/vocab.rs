@@ -42,7 +42,7 @@ impl Vocabulary {
                 "recognized_ngrams has 0 columns (max n-gram length must be >= 1)".into(),
             ));
         }
-        if ngrams.len() % max_ngram_len != 0 {
+        if !ngrams.len().is_multiple_of(max_ngram_len) {
             return Err(Error::InconsistentModel(
                 "recognized_ngrams length is not a multiple of its row length".into(),
             ));
@@ -104,7 +104,7 @@ impl Vocabulary {
 
     /// Builds a vocabulary from n-gram rows alone (index = row number), computing keys.
     pub fn from_ngrams(ngrams: Vec<u32>, max_ngram_len: usize) -> Result<Self> {
-        if max_ngram_len == 0 || ngrams.len() % max_ngram_len != 0 {
+        if max_ngram_len == 0 || !ngrams.len().is_multiple_of(max_ngram_len) {
             return Err(Error::InvalidArgument(
                 "n-gram rows must be a non-empty multiple of max_ngram_len".into(),
             ));

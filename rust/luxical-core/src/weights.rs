@@ -510,7 +510,7 @@ pub fn open_cache(dir: &Path, key: u64, expected_lens: &[usize]) -> Option<Vec<S
     for (i, &len) in expected_lens.iter().enumerate() {
         let off = u64_at(HEADER + 16 * i) as usize;
         if u64_at(HEADER + 16 * i + 8) != len as u64
-            || off % ALIGN != 0
+            || !off.is_multiple_of(ALIGN)
             || off.checked_add(len * 4)? > map.len()
         {
             return None;

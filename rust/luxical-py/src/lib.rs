@@ -2,6 +2,7 @@
 //! around the core call, convert results and errors.
 
 mod errors;
+mod gemm;
 mod model;
 mod training;
 
@@ -18,6 +19,7 @@ fn _luxical(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::Model>()?;
     m.add_function(wrap_pyfunction!(model::resolve_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(model::env_flag, m)?)?;
+    m.add_function(wrap_pyfunction!(gemm::cpu_info, m)?)?;
     m.add_function(wrap_pyfunction!(model::hash_ngram, m)?)?;
     m.add_function(wrap_pyfunction!(model::file_fingerprint, m)?)?;
     m.add_function(wrap_pyfunction!(model::clear_weight_cache, m)?)?;
