@@ -1195,7 +1195,7 @@ mod tests {
     /// Timing of the Luxical-One dense layers (96 -> 3072 -> 3072 -> 192) per kernel:
     /// `cargo test -p luxical-core --release time_luxical_one -- --ignored --nocapture`.
     #[test]
-    #[ignore]
+    #[ignore = "a timing by hand (speed lives in bench/), not a pass/fail test"]
     fn time_luxical_one_dense_layers() {
         let n: usize = std::env::var("LUXICAL_TIME_ROWS")
             .ok()
