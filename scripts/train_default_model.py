@@ -21,7 +21,7 @@ Usage (the corpus needs the dev suite first, for its overlap filter; see MODEL.m
   python scripts/eval/build_dev_suite.py      # -> .data/eval/dev
   python scripts/data/build_corpus.py         # -> .data/corpus/shard-*.parquet
   python scripts/train_default_model.py [--corpus .data/corpus/shard-*.parquet]
-      [--work .data/work/train] --out OUT.npz
+      [--work .data/cache/train] --out OUT.npz
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import numpy as np
 TEACHER = "all-MiniLM-L6-v2"
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO / ".data" / "corpus"  # scripts/data/build_corpus.py's default output
-DEFAULT_WORK = REPO / ".data" / "work" / "train"
+DEFAULT_WORK = REPO / ".data" / "cache" / "train"
 
 
 def fetch_wordlist(work: Path) -> Path:

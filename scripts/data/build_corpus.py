@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds the training corpus of the default model: English prose from Debian documentation.
 
-    python scripts/data/build_corpus.py [--out .data/corpus] [--work .data/work/corpus]
+    python scripts/data/build_corpus.py [--out .data/corpus] [--work .data/cache/corpus]
                                         [--exclude-dir .data/eval/dev ...] [--jobs 1]
 
 Needs apt and dpkg (Debian bookworm, `apt-get update` done once) and pyarrow.
@@ -58,7 +58,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / ".data" / "corpus"
-DEFAULT_WORK = REPO / ".data" / "work" / "corpus"
+DEFAULT_WORK = REPO / ".data" / "cache" / "corpus"
 DEFAULT_EXCLUDE = REPO / ".data" / "eval" / "dev"
 
 # Debian bookworm `main` English documentation packages. Their order is the order of the

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds the development quality suite that MODEL.md's table is measured on.
 
-    python scripts/eval/build_dev_suite.py [--out .data/eval/dev] [--work .data/work/eval-sources]
+    python scripts/eval/build_dev_suite.py [--out .data/eval/dev] [--work .data/cache/eval-sources]
 
 Every text comes from free sources that this script downloads itself:
 
@@ -63,7 +63,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / ".data" / "eval" / "dev"
-DEFAULT_WORK = REPO / ".data" / "work" / "eval-sources"
+DEFAULT_WORK = REPO / ".data" / "cache" / "eval-sources"
 SEED = 0
 # The gensim wheel that carries SimLex-999: pinned so every machine reads the same file.
 GENSIM_WHEEL = ("gensim==4.4.0", "3.11", "manylinux_2_28_x86_64")
