@@ -36,7 +36,7 @@ if [ "${LUXICAL_SKIP_SDIST:-0}" != 1 ]; then
     .venv/bin/maturin sdist --out "$tmp/sdist" >/dev/null
     python3 -m venv "$tmp/venv"
     "$tmp/venv/bin/python" -m pip install -q "$tmp"/sdist/luxical-*.tar.gz
-    (cd "$tmp" && "$tmp/venv/bin/python" -c "import luxical; e = luxical.embed(['hello world']); assert e.shape == (1, 385), e.shape; print('sdist install ok', luxical.__version__)")
+    (cd "$tmp" && "$tmp/venv/bin/python" -c "import luxical; e = luxical.embed(['hello world']); assert e.shape == (1, 383), e.shape; print('sdist install ok', luxical.__version__)")
     rm -rf "$tmp"
 fi
 

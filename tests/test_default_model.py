@@ -13,11 +13,11 @@ import luxical
 def test_default_model_loads_with_documented_shape():
     e = luxical.load()
     assert e is luxical.load(None)  # cached per process
-    assert e.layer_dims == [29523, 385, 385]  # MODEL.md
+    assert e.layer_dims == [29523, 383, 383]  # MODEL.md
     assert e.max_ngram_len == 1
     assert luxical.default_model_path().stat().st_size < 32 * 2**20
     out = luxical.embed(["hello world"])
-    assert out.shape == (1, 385) and out.dtype == np.float32
+    assert out.shape == (1, 383) and out.dtype == np.float32
     assert abs(float(np.linalg.norm(out[0])) - 1.0) < 1e-5
 
 

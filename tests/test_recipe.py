@@ -175,14 +175,22 @@ def test_cli_train_static_recipe(sourced_corpus, static_teacher, tmp_path):
     teacher_dir = tmp_path / "teacher"
     static_teacher.save(str(teacher_dir))
     out = tmp_path / "cli.npz"
+    extra = tmp_path / "extra.txt"  # plain text: one document per line, its file name as source
+    extra.write_text("".join(f"an extra document, number {i}, about {w}\n" for i, w in
+                             enumerate(["tea", "rain", "music", "trains", "gardens"] * 20)))
     cmd = [sys.executable, "-m", "luxical", "train", "--teacher", str(teacher_dir), "--corpus", str(sourced_corpus),
            "--out", str(out), "--words", "corpus", "--holdout", "60", "--epochs", "2", "--source-column", "src",
            "--teacher-precision", "float32", "--no-progress"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd + ["--part", f"extra={extra}"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "held-out cosine to the teacher" in proc.stdout and "spearman" in proc.stdout
     report = json.loads(out.with_suffix(".train.json").read_text())
-    assert report["recipe"] == "static" and {g["group"] for g in report["health"]["groups"]} == {"short", "long"}
+    assert report["recipe"] == "static"
+    assert report["parts"]["extra"] == {"documents": 100, "teacher_documents": 100, "holdout": 10}
+    assert {g["group"] for g in report["health"]["groups"]} == {"short", "long"}  # the source column's groups
+    assert report["health"]["skipped_groups"] == [{"group": "extra.txt", "n": 10}]  # under min_group rows
+    bad_part = subprocess.run(cmd + ["--part", "extra"], capture_output=True, text=True)
+    assert bad_part.returncode == 2 and "NAME=FILE" in bad_part.stderr
     assert luxical.Embedder.load(out).dim == report["layer_dims"][-1]
     # An option of the other recipe is refused, naming it.
     bad = subprocess.run(cmd[:-1] + ["--vocab-size", "100"], capture_output=True, text=True)
@@ -237,3 +245,25 @@ def test_residual_stage_starts_as_the_static_model_and_learns(trained, docs, sta
     assert all(b > a for a, b in zip(cos, cos[1:])) and cos[-1] > cos[0] + 0.001, cos
     assert len(rep["held_cos"]) == 5 and all(0.5 < c <= 1 for c in rep["held_cos"])
     assert np.isfinite(trained_model(docs[:20])).all()
+
+
+def test_recipe_with_corpus_parts(docs, static_teacher, tmp_path):
+    """A corpus of named parts: each part is sampled on its own (max_docs per part), held-back
+    documents come from every part, the health report is per part, each part has its own
+    teacher cache, and a text already in an earlier part is dropped from a later one."""
+    half = len(docs) // 2
+    tech, general = docs[:half], docs[half:] + docs[:5]  # 5 repeats of the first part
+    model, report = train({"tech": tech, "general": general}, static_teacher, None, max_docs={"tech": 200},
+                          holdout=20, words="none", epochs=1, teacher_precision="float32", work_dir=tmp_path,
+                          progress=False)
+    parts = report["parts"]
+    n_tech, n_general = len(set(tech)), len(set(general) - set(tech))  # the repeats dropped
+    assert parts["tech"] == {"documents": n_tech, "teacher_documents": 200, "holdout": 20}
+    assert parts["general"] == {"documents": n_general, "teacher_documents": n_general, "holdout": 20}
+    assert report["teacher_documents"] == 200 + n_general and report["fit"]["n_holdout"] == 40
+    assert {g["group"]: g["n"] for g in report["health"]["groups"]} == {"tech": 20, "general": 20}
+    assert (tmp_path / "teacher_docs" / "teacher.json").is_file()
+    assert json.loads((tmp_path / "teacher_docs-general" / "teacher.json").read_text())["n_texts"] == n_general
+    with pytest.raises(ValueError, match="max_docs names parts"):
+        train({"tech": tech}, static_teacher, None, max_docs={"other": 5}, teacher_precision="float32",
+              work_dir=tmp_path, progress=False)

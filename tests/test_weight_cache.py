@@ -39,7 +39,7 @@ TEXTS = ["a cat sits outside", "the compiler rejects this program", "", "zebra c
 # ---------------------------------------------------------------------------- helpers
 @pytest.fixture(scope="module")
 def base() -> Embedder:
-    """The model shipped in the package (29,523 -> 385 -> 385; its cache file is ~46 MB)."""
+    """The model shipped in the package (29,523 -> 383 -> 383; its cache file is ~46 MB)."""
     return Embedder.load(luxical.default_model_path(), mmap=False)
 
 

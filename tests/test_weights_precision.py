@@ -193,7 +193,7 @@ def test_int8_stays_close_to_float32_on_real_text(fixture_model_path, real_texts
 
 
 def test_int8_keeps_the_output_layer_in_float32():
-    # The default model (29,523 -> 385 -> 385) has no hidden dense layer: its only dense
+    # The default model (29,523 -> 383 -> 383) has no hidden dense layer: its only dense
     # layer is the output (with whitening folded in), which int8 leaves exact.
     exact = luxical.load()
     texts = ["a paraphrase pair", "an unrelated sentence about compilers"]

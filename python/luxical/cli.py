@@ -921,7 +921,8 @@ def _train(args: argparse.Namespace) -> int:
     distill_only = {"max_ngram_len": 5, "vocab_size": 250_000, "min_count": 2, "idf": "pseudo", "dims": None,
                     "batch_size": 1024, "temperature": 3.0, "limit": None}
     static_only = {"max_docs": 50_000, "words": "english", "whiten": 0.6, "word_weight": 1.0,
-                   "teacher_precision": "auto", "source_column": None, "first_layer_dtype": "float16", "residual": None}
+                   "teacher_precision": "auto", "source_column": None, "first_layer_dtype": "float16", "residual": None,
+                   "part": None}
     asked = {k for k in (*distill_only, *static_only) if getattr(args, k) is not None}
     wrong = sorted(asked & set(distill_only if args.recipe == "static" else static_only))
     if wrong:
@@ -930,8 +931,17 @@ def _train(args: argparse.Namespace) -> int:
     if args.recipe == "static":
         from luxical.training.recipe import train
 
+        corpus: Any = [Path(p) for p in args.corpus]
+        if args.part:
+            parts: dict[str, list[Path]] = {"corpus": corpus}
+            for spec in args.part:
+                name, sep, path = spec.partition("=")
+                if not sep or not name or not path or name == "corpus":
+                    raise ValueError(f"--part {spec!r}: expected NAME=FILE with a NAME other than 'corpus'")
+                parts.setdefault(name, []).append(Path(path))
+            corpus = parts
         _, report = train(
-            [Path(p) for p in args.corpus], args.teacher, args.out,
+            corpus, args.teacher, args.out,
             max_docs=args.max_docs if args.max_docs is not None else static_only["max_docs"],
             holdout=args.holdout if args.holdout is not None else 1_000,
             words=args.words or static_only["words"],
@@ -1091,6 +1101,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--teacher-precision", choices=["auto", "float32", "bfloat16"], default=None,
                     help="static: teacher arithmetic (default auto: bfloat16 on CPUs with AMX/AVX512-BF16, checked against float32)")
     tr.add_argument("--source-column", default=None, help="static: column naming each document's source (health per source)")
+    tr.add_argument("--part", action="append", default=None, metavar="NAME=FILE",
+                    help="static: another corpus part sampled on its own (e.g. general=english.parquet; repeatable, "
+                    "--max-docs applies to each part; health per part)")
     tr.add_argument("--residual", action="store_true", default=None,
                     help="static: add the residual stage (multi-word n-grams + a hidden layer trained on top; see MODEL.md)")
     tr.add_argument("--limit", type=int, default=None, help="distill: train on the first N shuffled documents")

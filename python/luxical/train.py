@@ -15,7 +15,7 @@ from typing import Any
 
 from luxical.training.recipe import train
 
-__all__ = ["DistillConfig", "distill", "train"]
+__all__ = ["train"]  # distill and DistillConfig resolve lazily (they import torch)
 
 
 def __getattr__(name: str) -> Any:

