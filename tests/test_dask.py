@@ -91,3 +91,30 @@ def test_nulls(client, fixture_embedder, fixture_model_path):
     assert not empty[1].any()
     with pytest.raises(ValueError, match="cannot hold nulls"):
         luxical.dask.embed_array(ds, fixture_model_path, nulls="null")
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_embed_frame_heads_equal_numpy_on_the_embeddings(client, series, fixture_embedder, tmp_path, precision):
+    from test_heads import _close, _ids_match, _random_heads
+
+    ds, local = series
+    ds, local = ds.partitions[:3], local.iloc[: 3 * 1000]
+    model = fixture_embedder.with_precision(precision)
+    heads = _random_heads(64, fixture_embedder(local.tolist()[:300]))
+    heads[0].save(tmp_path / "quality.npz")
+    given = [tmp_path / "quality.npz", *heads[1:]]
+    out = luxical.dask.embed_frame(ds, model, heads=given, num_threads=1).compute()
+    pd.testing.assert_index_equal(out.index, local.index)
+    emb = np.stack(out["embedding"].to_numpy())
+    np.testing.assert_array_equal(emb, model(local.tolist()))
+    columns = [c for h in heads for c in h.columns]
+    got = {c: out[c].to_numpy(dtype=np.int32 if c.endswith("_id") else np.float32) for c in columns}
+    want = {k: v for h in heads for k, v in h.apply(emb).items()}
+    _close(got, want, columns, f"dask/{precision}")
+    _ids_match(heads[-1], emb, got, f"dask/{precision}")
+    lean = luxical.dask.embed_frame(ds, model, heads=given, embedding_column=None, num_threads=1).compute()
+    assert list(lean.columns) == columns
+    pd.testing.assert_frame_equal(lean, out[columns])
+    with_nulls = dd.from_pandas(pd.Series(["a document", None], name="text"), npartitions=1)
+    nulled = luxical.dask.embed_frame(with_nulls, model, heads=given, nulls="null", num_threads=1).compute()
+    assert nulled["embedding"].iloc[1] is None and nulled[columns].iloc[1].isna().all()

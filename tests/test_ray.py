@@ -70,3 +70,36 @@ def test_numpy_and_pandas_batches(fixture_embedder, fixture_model_path):
     np.testing.assert_array_equal(np.stack(frame["embedding"].to_numpy()), fixture_embedder(list(texts)))
     with pytest.raises(KeyError, match="no column 'body'"):
         luxical.ray.LuxicalEmbed(str(fixture_model_path), text_column="body")({"text": texts})
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_heads_columns_equal_numpy_on_the_embeddings(ray_session, many_real_texts, fixture_embedder, fixture_model_path, tmp_path, precision):
+    from test_heads import _close, _ids_match, _random_heads
+
+    texts = many_real_texts[:1500]
+    model = fixture_embedder.with_precision(precision)
+    heads = _random_heads(64, fixture_embedder(texts[:300]))
+    heads[0].save(tmp_path / "quality.npz")
+    given = [str(tmp_path / "quality.npz"), *heads[1:]]
+    table = pa.table({"id": np.arange(len(texts)), "text": texts})
+    ds = ray.data.from_arrow([table.slice(i, 375) for i in range(0, len(texts), 375)])  # 4 blocks
+    out = _run(ds, model=model, heads=given)
+    order = np.argsort(out.column("id").to_numpy())
+    emb = np.stack(out.column("embedding").to_numpy(zero_copy_only=False))[order]
+    np.testing.assert_array_equal(emb, model(texts))
+    columns = [c for h in heads for c in h.columns]
+    got = {c: out.column(c).to_numpy()[order] for c in columns}
+    assert out.schema.field("domain_id").type == pa.int32()
+    want = {k: v for h in heads for k, v in h.apply(emb).items()}
+    _close(got, want, columns, f"ray/{precision}")
+    _ids_match(heads[-1], emb, got, f"ray/{precision}")
+    lean = _run(ds, actors=1, model=model, heads=given, output_column=None)
+    assert "embedding" not in lean.column_names
+    lean_order = np.argsort(lean.column("id").to_numpy())
+    for c in columns:
+        np.testing.assert_array_equal(lean.column(c).to_numpy()[lean_order], got[c], err_msg=c)
+    # numpy and pandas batches, with a null under nulls="null"
+    embed = luxical.ray.LuxicalEmbed(model, heads=given, nulls="null", num_threads=1)
+    batch = embed({"text": np.array(["first document", None], dtype=object)})
+    assert batch["embedding"][1] is None and batch["quality_score"][1] is None
+    assert batch["domain_id"][0] == model.with_heads(*heads)(["first document"])["domain_id"][0]

@@ -19,6 +19,7 @@ NEEDS = {
     "ray": "ray",
     "sentence-transformers": "sentence_transformers",
     "multiprocessing": "luxical",
+    "heads": "sklearn",
 }
 
 

@@ -187,3 +187,34 @@ def test_vocabulary_built_per_partition_matches_exact_counts(spark, tokenizer_js
                 doc_freq[i] += 1
     expected_idf = (np.log(len(texts)) - np.log(np.maximum(doc_freq, 1))).astype(np.float32)
     np.testing.assert_allclose(vocab.idf, expected_idf, rtol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_heads_columns_equal_numpy_on_the_embeddings(spark, fixture_embedder, fixture_model_path, many_real_texts, tmp_path, precision):
+    from test_heads import _close, _ids_match, _random_heads
+
+    texts = many_real_texts[:1500]
+    model = fixture_embedder.with_precision(precision)
+    heads = _random_heads(64, fixture_embedder(texts[:300]))
+    heads[0].save(tmp_path / "quality.npz")  # one given as a file, the rest as objects
+    given = [tmp_path / "quality.npz", *heads[1:]]
+    df = spark.createDataFrame(pa.table({"id": np.arange(len(texts)), "text": texts}).to_pandas()).repartition(3)
+    rows = luxical.spark.embed_dataframe(df, "text", model=model, heads=given).orderBy("id").collect()
+    emb = _embeddings(rows)
+    np.testing.assert_array_equal(emb, model(texts))
+    columns = [c for h in heads for c in h.columns]
+    got = {c: np.array([r[c] for r in rows]) for c in columns}
+    want = {k: v for h in heads for k, v in h.apply(emb).items()}
+    _close(got, want, columns, f"spark/{precision}")
+    _ids_match(heads[-1], emb, got, f"spark/{precision}")
+    # only the head columns; a null row gets null head columns
+    lean = luxical.spark.embed_dataframe(df, "text", model=model, heads=given, output_col=None).orderBy("id").collect()
+    assert "embedding" not in lean[0].asDict()
+    for c in columns:
+        np.testing.assert_array_equal(np.array([r[c] for r in lean]), got[c], err_msg=c)
+    nulls = spark.createDataFrame([(1, "first document"), (2, None)], "id long, text string")
+    rows = luxical.spark.embed_dataframe(nulls, "text", model=model, heads=given, nulls="null").orderBy("id").collect()
+    assert rows[1]["embedding"] is None and all(rows[1][c] is None for c in columns)
+    assert rows[0]["domain_id"] == int(model.with_heads(*heads)(["first document"])["domain_id"][0])
+    with pytest.raises(ValueError, match="output_col=None needs heads"):
+        luxical.spark.embed_dataframe(df, "text", model=model, output_col=None)

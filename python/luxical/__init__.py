@@ -23,6 +23,7 @@ from luxical.embedder import Embedder, clear_weight_cache, weight_cache_dir
 from luxical.quantize import dequantize, quantize
 from luxical.health import HealthReport, health_report
 from luxical.errors import (
+    HeadFormatError,
     LuxicalError,
     ModelFileChangedError,
     ModelFormatError,
@@ -33,6 +34,7 @@ from luxical import train  # a callable module: luxical.train(corpus, teacher, "
 
 __all__ = [
     "Embedder",
+    "HeadFormatError",
     "HealthReport",
     "LuxicalError",
     "ModelFileChangedError",

@@ -70,6 +70,8 @@ def embed_column(
                 'pass nulls="empty" to embed nulls as zero vectors or nulls="null" to keep them null'
             )
         texts = _fill_nulls(texts, mask)
+    if model.heads:  # embeddings only here (embed_column_with_heads computes the heads)
+        model = model.with_heads()
     emb = model(texts, num_threads=num_threads, batch_size=batch_size, max_tokens=max_tokens)
     if quantize is not None:
         emb = _quantize(emb, quantize)  # type: ignore[arg-type]
@@ -77,6 +79,51 @@ def embed_column(
         emb[mask] = 0
         return emb, mask
     return emb, None
+
+
+def embed_column_with_heads(
+    model: Embedder,
+    texts: Any,
+    *,
+    nulls: str = "error",
+    quantize: str | None = None,
+    num_threads: int | None = None,
+    batch_size: int = 4096,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
+    where: str = "texts",
+    embeddings: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, np.ndarray]]:
+    """:func:`embed_column` for a model with heads (:meth:`Embedder.with_heads`).
+
+    Returns ``(emb, mask, columns)``: the embeddings (or codes; None when `embeddings` is
+    False), the null mask as in :func:`embed_column` (those rows of every head column
+    should be written as nulls too), and the heads' columns by name.
+    """
+    mask = null_mask(texts)
+    if mask is not None:
+        if nulls == "error":
+            first = int(np.flatnonzero(mask)[0])
+            raise ValueError(
+                f"{where}[{first}] is null ({int(mask.sum())} nulls in this batch); "
+                'pass nulls="empty" to embed nulls as zero vectors or nulls="null" to keep them null'
+            )
+        texts = _fill_nulls(texts, mask)
+    out = model(texts, num_threads=num_threads, batch_size=batch_size, max_tokens=max_tokens, embeddings=embeddings)
+    emb = out.embeddings
+    if emb is not None and quantize is not None:
+        emb = _quantize(emb, quantize)  # type: ignore[arg-type]
+    keep = mask if mask is not None and nulls == "null" else None
+    if keep is not None and emb is not None:
+        emb[keep] = 0
+    return emb, keep, out.columns
+
+
+def head_arrow_columns(columns: dict[str, np.ndarray], mask: np.ndarray | None) -> list[Any]:
+    """The heads' columns as ``pyarrow`` arrays (float32 scores, int32 ids), null where
+    `mask` is True."""
+    import pyarrow as pa
+
+    return [pa.array(values, mask=mask) for values in columns.values()]
 
 
 def _fill_nulls(texts: Any, mask: np.ndarray) -> Any:

@@ -12,6 +12,8 @@ __all__ = [
     "DEFAULT_MAX_TOKENS",
     "FORMAT_VERSION",
     "Featurizer",
+    "Head",
+    "Heads",
     "Model",
     "SpaceSaving",
     "Tokenizer",
@@ -64,6 +66,8 @@ class Model:
         out: npt.NDArray[np.float32],
         num_threads: int | None = None,
         max_tokens: int | None = ...,
+        heads: Heads | None = None,
+        head_out: npt.NDArray[np.float64] | None = None,
     ) -> None: ...
     def embed_utf8(
         self,
@@ -72,6 +76,8 @@ class Model:
         out: npt.NDArray[np.float32],
         num_threads: int | None = None,
         max_tokens: int | None = ...,
+        heads: Heads | None = None,
+        head_out: npt.NDArray[np.float64] | None = None,
     ) -> None: ...
     def tokenize(
         self, texts: list[str], num_threads: int | None = None, max_tokens: int | None = ...
@@ -90,6 +96,34 @@ class Model:
     def ngrams(self) -> npt.NDArray[np.uint32]: ...
     def idf(self) -> npt.NDArray[np.float32]: ...
     def layers(self) -> list[tuple[int, int, npt.NDArray[np.float32]]]: ...
+
+@final
+class Head:
+    """One head applied in the embedding pass (native). Use `luxical.heads`."""
+
+    @staticmethod
+    def mlp(
+        layers: list[tuple[int, int, npt.NDArray[np.float32], npt.NDArray[np.float32]]], activation: str
+    ) -> Head: ...
+    @staticmethod
+    def centroid(
+        centroids: npt.NDArray[np.float32], k: int, dim: int, coarse: npt.NDArray[np.uint32] | None = None
+    ) -> Head: ...
+    @property
+    def in_dim(self) -> int: ...
+    @property
+    def n_outputs(self) -> int: ...
+
+@final
+class Heads:
+    """Heads applied together, their output columns side by side (native)."""
+
+    def __new__(cls, heads: list[Head]) -> Self: ...
+    @property
+    def in_dim(self) -> int: ...
+    @property
+    def n_outputs(self) -> int: ...
+    def __len__(self) -> int: ...
 
 @final
 class Tokenizer:

@@ -643,6 +643,8 @@ def _embed_batch(model: Any, batch: _Batch, src: _Source, args: argparse.Namespa
             )
         texts = _fill_nulls(texts, mask)
     try:
+        if getattr(model, "heads", ()):
+            return model(texts, num_threads=args.threads, embeddings=not args.no_embedding)
         return model(texts, num_threads=args.threads)
     except (TypeError, ValueError) as exc:
         message = str(exc)
@@ -675,12 +677,24 @@ def _embed(args: argparse.Namespace) -> int:
     id_type = _plan_ids(sources, id_column)
     target = _output_target(args.out, sources, args.model)
     model = luxical.load(args.model, precision=args.precision)
+    if args.no_embedding and not args.head:
+        raise InputError("--no-embedding needs at least one --head (there would be no column to write)")
+    if args.head:
+        # Head files are checked (format, checksum, dimension) before anything is written.
+        model = model.with_heads(*args.head)
     probe = np.zeros((1, model.dim), dtype=np.float32)
     if args.quantize:
         probe = quantize(probe, args.quantize)
-    fields = [pa.field("embedding", pa.list_(pa.from_numpy_dtype(probe.dtype), probe.shape[1]))]
+    fields = [] if args.no_embedding else [pa.field("embedding", pa.list_(pa.from_numpy_dtype(probe.dtype), probe.shape[1]))]
     if id_type is not None:
         fields.insert(0, pa.field(id_column, id_type))
+    taken = {f.name for f in fields}
+    for h in model.heads:
+        for column in h.columns:
+            if column in taken:
+                raise InputError(f"head file '{h.source}': its column {column!r} clashes with another output column; rename the head")
+            kind = pa.int32() if column.endswith("_id") and h.kind == "centroid" else pa.float32()
+            fields.append(pa.field(column, kind))
     schema = pa.schema(fields)
 
     bar = None
@@ -698,15 +712,18 @@ def _embed(args: argparse.Namespace) -> int:
             try:
                 for src in sources:
                     for batch in _batches(src, args, id_column, id_type):
-                        emb = _embed_batch(model, batch, src, args)
-                        columns = [to_fixed_size_list(quantize(emb, args.quantize) if args.quantize else emb)]
+                        result = _embed_batch(model, batch, src, args)
+                        emb = result.embeddings if model.heads else result
+                        columns = [] if emb is None else [to_fixed_size_list(quantize(emb, args.quantize) if args.quantize else emb)]
                         if id_type is not None:
                             columns.insert(0, batch.ids)
+                        if model.heads:
+                            columns.extend(pa.array(result.columns[c]) for c in model.head_columns)
                         writer.write_table(pa.Table.from_arrays(columns, schema=schema))
-                        n_docs += len(emb)
+                        n_docs += len(result)
                         n_bytes += batch.n_bytes
                         if bar is not None:
-                            bar.update(len(emb))
+                            bar.update(len(result))
                             bar.set_postfix(MB_s=f"{n_bytes / 1e6 / max(1e-9, time.perf_counter() - t0):.2f}")
             finally:
                 writer.close()
@@ -1036,6 +1053,11 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--quantize", choices=["uint8", "int8", "binary"], default=None)
     em.add_argument("--precision", choices=["float32", "int8"], default="float32", help="arithmetic of the hidden dense layers (int8: faster, approximate)")
     em.add_argument("--nulls", choices=["error", "empty"], default="error", help="null documents: fail, or embed as zero vectors")
+    em.add_argument(
+        "--head", action="append", type=Path, default=[], metavar="HEAD.npz",
+        help="a head file (luxical.heads) computed beside each embedding: adds its score / cluster columns (repeatable)",
+    )
+    em.add_argument("--no-embedding", action="store_true", help="write only the id and head columns (needs --head)")
     em.add_argument("--no-progress", action="store_true")
     em.set_defaults(func=_embed)
 

@@ -30,16 +30,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import luxical
-from luxical._columns import check_options, embed_column
+from collections.abc import Sequence
+
+from luxical._columns import check_options, embed_column, embed_column_with_heads
 from luxical._luxical import DEFAULT_MAX_TOKENS
 from luxical.embedder import Embedder
+from luxical.heads import Head, resolve
 
 if TYPE_CHECKING:
     import dask.array as da
     import dask.dataframe as dd
     import pandas as pd
 
-__all__ = ["embed_array", "embed_partition", "embed_series"]
+__all__ = ["embed_array", "embed_frame", "embed_partition", "embed_series", "heads_partition"]
 
 def _model_arg(model: str | os.PathLike[str] | Embedder | None) -> Embedder | None:
     """What travels to the workers: None (the default model of the workers' wheel), or an
@@ -157,3 +160,77 @@ def embed_array(
     if not blocks:
         return da.zeros((0, dim), dtype=np.float32)
     return da.concatenate(blocks, axis=0)
+
+
+def heads_partition(
+    texts: pd.Series,
+    model: str | Embedder | None,
+    heads: Sequence[Head],
+    *,
+    embedding_column: str | None = "embedding",
+    nulls: str = "error",
+    num_threads: int | None = None,
+    batch_size: int = 4096,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
+) -> pd.DataFrame:
+    """Embeds one pandas partition and applies `heads` in the same pass: a DataFrame (same
+    index) with `embedding_column` (float32 vectors; omitted when None) and the heads'
+    columns (``Float32`` scores and cosines, ``Int32`` ids; nullable dtypes, null where
+    the text is null under ``nulls="null"``)."""
+    import pandas as pd
+
+    if nulls == "error":
+        _refuse_nulls(texts)
+    embedder = luxical.load(model).with_heads(*heads)
+    emb, mask, columns = embed_column_with_heads(
+        embedder, texts, nulls=nulls, num_threads=num_threads, batch_size=batch_size,
+        max_tokens=max_tokens, embeddings=embedding_column is not None,
+    )
+    data: dict[str, Any] = {}
+    if emb is not None:
+        rows: list[Any] = list(emb)
+        if mask is not None:
+            for i in np.flatnonzero(mask):
+                rows[i] = None
+        data[embedding_column] = pd.Series(rows, index=texts.index, dtype=object)  # type: ignore[index]
+    for name, values in columns.items():
+        dtype = "Int32" if values.dtype == np.int32 else "Float32"
+        col = pd.array(values, dtype=dtype)
+        if mask is not None:
+            col[mask] = pd.NA
+        data[name] = pd.Series(col, index=texts.index)
+    return pd.DataFrame(data, index=texts.index)
+
+
+def embed_frame(
+    series: dd.Series,
+    model: str | os.PathLike[str] | Embedder | None = None,
+    *,
+    heads: Sequence[Head | str | os.PathLike[str]],
+    embedding_column: str | None = "embedding",
+    nulls: str = "error",
+    num_threads: int | None = None,
+    batch_size: int = 4096,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
+) -> dd.DataFrame:
+    """A dask DataFrame (same index and partitions as `series`) with the embeddings and the
+    columns of `heads` (:mod:`luxical.heads` objects or head file paths, read here and
+    sent to the workers by value), computed in one pass; ``embedding_column=None`` keeps
+    only the heads' columns. See :func:`heads_partition`."""
+    import pandas as pd
+
+    check_options(nulls, None, max_tokens)
+    head_objs = resolve(heads)
+    if not head_objs:
+        raise ValueError("embed_frame needs at least one head; use embed_series for embeddings alone")
+    arg = _model_arg(model)
+    meta: dict[str, Any] = {}
+    if embedding_column is not None:
+        meta[embedding_column] = pd.Series([], dtype=object)
+    for h in head_objs:
+        for c in h.columns:
+            meta[c] = pd.Series([], dtype="Int32" if h.kind == "centroid" and c.endswith("_id") else "Float32")
+    return series.map_partitions(
+        heads_partition, arg, head_objs, embedding_column=embedding_column, nulls=nulls,
+        num_threads=num_threads, batch_size=batch_size, max_tokens=max_tokens, meta=pd.DataFrame(meta),
+    )

@@ -21,6 +21,8 @@ from luxical.errors import LuxicalError, ModelFileChangedError
 if TYPE_CHECKING:
     import scipy.sparse
 
+    from luxical.heads import Head
+
 __all__ = ["Embedder", "clear_weight_cache", "weight_cache_dir"]
 
 _WRITER = f"luxical {_native_version}"
@@ -48,6 +50,9 @@ class Embedder:
         self._checked_ns = 0
         # Set when the native model's own fingerprint is not the model's (unpickled by value).
         self._fingerprint: str | None = None
+        # Heads applied in the embedding pass (see `with_heads`), and their native form.
+        self._heads: tuple[Head, ...] = ()
+        self._native_heads: Any = None
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod
@@ -164,19 +169,30 @@ class Embedder:
         # Small pickles: by path (with the model's fingerprint, checked on unpickling) when
         # loaded from a file that still holds this model; else by bytes, so that the
         # receiver gets this model even if the file has been replaced since it was loaded.
+        # Heads travel by value (their files' bytes, checked again on unpickling).
+        heads = [h.to_bytes() for h in self._heads]
         if self._source is not None and self._source_unchanged():
             return {
                 "path": self._source,
                 "precision": self.precision,
                 "mmap": self._mmap,
                 "fingerprint": self.fingerprint,
+                "heads": heads,
             }
         # (A model built in memory has no fingerprint yet: that of these bytes is its own.)
         fingerprint = self._fingerprint or self._native.fingerprint
-        return {"bytes": self.to_bytes(), "precision": self.precision, "fingerprint": fingerprint}
+        return {"bytes": self.to_bytes(), "precision": self.precision, "fingerprint": fingerprint, "heads": heads}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._source_stat, self._checked_ns, self._fingerprint = None, 0, None
+        self._heads, self._native_heads = (), None
+        self._restore_model(state)
+        if state.get("heads"):
+            from luxical import heads as _heads_mod
+
+            self._set_heads([_heads_mod.from_bytes(b) for b in state["heads"]])
+
+    def _restore_model(self, state: dict[str, Any]) -> None:
         want = state.get("fingerprint")
         if "path" in state:
             # Through the per-process cache: a worker that unpickles the same Embedder for
@@ -243,6 +259,8 @@ class Embedder:
     def __repr__(self) -> str:
         dims = " → ".join(str(d) for d in self.layer_dims)
         extra = "" if self.precision == "float32" else f", precision={self.precision!r}"
+        if self._heads:
+            extra += f", heads=[{', '.join(h.name for h in self._heads)}]"
         return f"Embedder({dims}, max_ngram_len={self.max_ngram_len}{extra})"
 
     @property
@@ -259,10 +277,64 @@ class Embedder:
     def with_precision(self, precision: str) -> Embedder:
         """A copy of this model computing its dense layers in `precision` (``"float32"`` or
         ``"int8"``); the big first layer is shared, not copied."""
-        emb = Embedder(self._native.with_precision(precision), source=self._source)
+        return self._copy(self._native.with_precision(precision))
+
+    def _copy(self, native: _NativeModel) -> Embedder:
+        emb = Embedder(native, source=self._source)
         emb._mmap = self._mmap
         emb._source_stat, emb._checked_ns, emb._fingerprint = self._source_stat, self._checked_ns, self._fingerprint
+        emb._heads, emb._native_heads = self._heads, self._native_heads
         return emb
+
+    def with_heads(self, *heads: Head | str | os.PathLike[str]) -> Embedder:
+        """A copy of this model that also computes `heads` in the embedding pass.
+
+        Each head (a :class:`luxical.heads.Head`, or the path of a head file) is applied
+        by the runtime to every document's embedding right after it is computed, at
+        every precision. Calling the returned embedder gives a
+        :class:`luxical.heads.Embedded`: ``.embeddings`` (None with
+        ``embeddings=False``) and ``.columns`` (``{column name: array}``; see
+        :attr:`luxical.heads.Head.columns`). ``with_heads()`` without heads gives the
+        plain model back. The model's weights are shared, not copied.
+
+        Example:
+            >>> scored = emb.with_heads("quality.npz", "domains.npz")   # doctest: +SKIP
+            >>> out = scored(texts, embeddings=False)                   # doctest: +SKIP
+            >>> out["quality_good"], out["domains_id"]                  # doctest: +SKIP
+
+        Raises:
+            luxical.errors.HeadFormatError: a head file is damaged or invalid (names it).
+            ValueError: a head reads embeddings of another dimension than this model's
+                (names the head and its file), or two heads write the same column.
+        """
+        from luxical import heads as _heads_mod
+
+        resolved = _heads_mod.resolve(heads)
+        emb = self._copy(self._native)
+        emb._set_heads(resolved)
+        return emb
+
+    def _set_heads(self, heads: list[Head]) -> None:
+        from luxical import heads as _heads_mod
+
+        for h in heads:
+            if h.dim != self.dim:
+                raise ValueError(
+                    f"{h._described()} reads {h.dim}-dimensional embeddings but this model makes "
+                    f"{self.dim}-dimensional ones; fit the head on this model's embeddings"
+                )
+        self._heads = tuple(heads)
+        self._native_heads = _heads_mod.native_heads(heads) if heads else None
+
+    @property
+    def heads(self) -> tuple[Head, ...]:
+        """The heads computed in the embedding pass (see :meth:`with_heads`)."""
+        return self._heads
+
+    @property
+    def head_columns(self) -> list[str]:
+        """Names of the heads' output columns, in order."""
+        return [c for h in self._heads for c in h.columns]
 
     # ------------------------------------------------------------------ properties
     @property
@@ -315,8 +387,9 @@ class Embedder:
         progress: bool = False,
         out: np.ndarray | None = None,
         max_tokens: int | None = DEFAULT_MAX_TOKENS,
-    ) -> np.ndarray:
-        """Embeds texts.
+        embeddings: bool = True,
+    ) -> Any:
+        """Embeds texts (and, for an embedder made by :meth:`with_heads`, applies its heads).
 
         Args:
             texts: list/tuple of str, numpy str/object array, pandas Series, or pyarrow
@@ -338,11 +411,14 @@ class Embedder:
                 and only as far as needed. None embeds every token (memory then grows
                 with the longest document). The reference Luxical has no limit; outputs
                 differ only for documents longer than the limit.
+            embeddings: With heads only: False computes the embeddings batch by batch
+                into one reused buffer and returns only the head columns.
 
         Returns:
             float32 array of shape ``(len(texts), dim)``; each row has unit L2 norm, or is
             all zeros when the text has no recognized n-gram (empty, whitespace, unknown
-            script).
+            script). With heads: a :class:`luxical.heads.Embedded` holding that array
+            (None when ``embeddings=False``) and the heads' columns.
 
         Raises:
             TypeError: an item is not a str (the message names its index), or `texts` is
@@ -352,25 +428,39 @@ class Embedder:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         _check_max_tokens(max_tokens)
+        heads = self._native_heads
+        if not embeddings and heads is None:
+            raise ValueError("embeddings=False needs heads (see Embedder.with_heads): there would be nothing to return")
+        if not embeddings and out is not None:
+            raise ValueError("out= and embeddings=False exclude each other")
         prepared = _inputs.prepare_texts(texts)
         n = _inputs.count(prepared)
-        if out is None:
+        if out is None and embeddings:
             out = np.empty((n, self.dim), dtype=np.float32)
-        elif out.shape != (n, self.dim) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        elif out is not None and (
+            out.shape != (n, self.dim) or out.dtype != np.float32 or not out.flags.c_contiguous
+        ):
             raise ValueError(
                 f"out must be a C-contiguous float32 array of shape ({n}, {self.dim}), "
                 f"got {out.dtype} {out.shape}"
             )
+        # Without embeddings: one batch-sized buffer, reused.
+        scratch = None if embeddings else np.empty((min(batch_size, n), self.dim), dtype=np.float32)
+        head_out = None if heads is None else np.empty((n, heads.n_outputs), dtype=np.float64)
         bar = _progress_bar(n, progress)
         try:
             for start in range(0, n, batch_size):
                 end = min(start + batch_size, n)
                 batch = _inputs.slice_prepared(prepared, start, end)
+                target = out[start:end] if out is not None else scratch[: end - start]  # type: ignore[index]
+                head_target = None if head_out is None else head_out[start:end]
                 try:
                     if isinstance(batch, list):
-                        self._native.embed(batch, out[start:end], num_threads, max_tokens)
+                        self._native.embed(batch, target, num_threads, max_tokens, heads, head_target)
                     else:
-                        self._native.embed_utf8(batch[0], batch[1], out[start:end], num_threads, max_tokens)
+                        self._native.embed_utf8(
+                            batch[0], batch[1], target, num_threads, max_tokens, heads, head_target
+                        )
                 except (TypeError, ValueError) as exc:
                     raise _reindex(exc, start) from None
                 if bar is not None:
@@ -378,7 +468,11 @@ class Embedder:
         finally:
             if bar is not None:
                 bar.close()
-        return out
+        if head_out is None:
+            return out
+        from luxical import heads as _heads_mod
+
+        return _heads_mod.Embedded(out, _heads_mod.columns_from_native(self._heads, head_out))
 
     def encode(
         self,
@@ -406,7 +500,8 @@ class Embedder:
         if unused:
             raise TypeError(f"encode() got unexpected keyword arguments: {sorted(unused)}")
         single = isinstance(sentences, str)
-        emb = self(
+        plain = self.with_heads() if self._heads else self
+        emb = plain(
             [sentences] if single else sentences,
             batch_size=batch_size,
             num_threads=num_threads,

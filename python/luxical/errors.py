@@ -8,6 +8,7 @@ keep working.
 from __future__ import annotations
 
 __all__ = [
+    "HeadFormatError",
     "LuxicalError",
     "LuxicalWarning",
     "ModelFileChangedError",
@@ -27,6 +28,11 @@ class ModelFormatError(LuxicalError, ValueError):
 
 class UnsupportedFormatVersionError(ModelFormatError):
     """A model file declares a format version this luxical cannot read."""
+
+
+class HeadFormatError(ModelFormatError):
+    """A head file (``luxical.heads``) is unreadable, damaged, inconsistent or fails its
+    checksum (the message names the file, the array and the problem)."""
 
 
 class TokenizationError(LuxicalError, ValueError):

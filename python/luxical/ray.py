@@ -23,9 +23,19 @@ import os
 from typing import Any
 
 import luxical
-from luxical._columns import check_options, embed_column, to_arrow_binary, to_arrow_list
+from collections.abc import Sequence
+
+from luxical._columns import (
+    check_options,
+    embed_column,
+    embed_column_with_heads,
+    head_arrow_columns,
+    to_arrow_binary,
+    to_arrow_list,
+)
 from luxical._luxical import DEFAULT_MAX_TOKENS
 from luxical.embedder import Embedder
+from luxical.heads import Head, resolve
 
 __all__ = ["LuxicalEmbed"]
 
@@ -38,7 +48,7 @@ class LuxicalEmbed:
             each actor as itself: by path with its precision, or by bytes), or None for the
             default model.
         text_column: The column to embed.
-        output_column: The column added.
+        output_column: The column added; None adds none (with `heads`: only their columns).
         nulls: ``"error"``, ``"empty"`` (zero vector) or ``"null"`` (null embedding).
         quantize: None, ``"int8"`` (``list<int8>``), ``"uint8"`` / ``"binary"``
             (``binary``).
@@ -46,22 +56,31 @@ class LuxicalEmbed:
             (``num_cpus``), else 1.
         batch_size: Texts per native call.
         max_tokens: As in :meth:`luxical.Embedder.__call__`.
+        heads: Heads (:mod:`luxical.heads` objects or head file paths readable on every
+            node) computed in the same pass; each adds its columns (float32 scores and
+            cosines, int32 ids; null where the embedding is null).
     """
 
     def __init__(
         self,
         model: str | os.PathLike[str] | Embedder | None = None,
         text_column: str = "text",
-        output_column: str = "embedding",
+        output_column: str | None = "embedding",
         *,
         nulls: str = "error",
         quantize: str | None = None,
         num_threads: int | None = None,
         batch_size: int = 4096,
         max_tokens: int | None = DEFAULT_MAX_TOKENS,
+        heads: Sequence[Head | str | os.PathLike[str]] | None = None,
     ) -> None:
         check_options(nulls, quantize, max_tokens)
+        head_objs = resolve(heads or [])
+        if output_column is None and not head_objs:
+            raise ValueError("output_column=None needs heads (there would be no column to add)")
         self.model = luxical.load(model)
+        if head_objs:
+            self.model = self.model.with_heads(*head_objs)
         self.text_column = text_column
         self.output_column = output_column
         self.nulls = nulls
@@ -78,32 +97,51 @@ class LuxicalEmbed:
         if isinstance(batch, pa.Table):
             if self.text_column not in batch.column_names:
                 raise KeyError(f"no column {self.text_column!r} in the batch (columns: {batch.column_names})")
-            codes, mask = self._embed(batch.column(self.text_column))
-            if self.quantize in ("uint8", "binary"):
-                column = to_arrow_binary(codes, mask)
-            else:
-                column = to_arrow_list(codes, mask)
-            return batch.append_column(self.output_column, column)
+            codes, mask, columns = self._embed(batch.column(self.text_column))
+            if codes is not None:
+                if self.quantize in ("uint8", "binary"):
+                    column = to_arrow_binary(codes, mask)
+                else:
+                    column = to_arrow_list(codes, mask)
+                batch = batch.append_column(self.output_column, column)
+            for name, values in zip(columns, head_arrow_columns(columns, mask)):
+                batch = batch.append_column(name, values)
+            return batch
         if self.text_column not in batch:
             raise KeyError(f"no column {self.text_column!r} in the batch (columns: {list(batch)})")
-        codes, mask = self._embed(batch[self.text_column])
-        rows: list[Any] = list(codes)
-        if mask is not None:
-            rows = [None if m else r for r, m in zip(rows, mask)]
+        codes, mask, columns = self._embed(batch[self.text_column])
+        new: dict[str, Any] = {}
+        if codes is not None:
+            assert self.output_column is not None  # embeddings are computed only then
+            rows: list[Any] = list(codes)
+            if mask is not None:
+                rows = [None if m else r for r, m in zip(rows, mask)]
+            new[self.output_column] = rows if mask is not None or type(batch).__module__.startswith("pandas") else codes
+        for name, values in columns.items():
+            new[name] = values if mask is None else [None if m else v for v, m in zip(values.tolist(), mask)]
         if type(batch).__module__.startswith("pandas"):
             out = batch.copy()
-            out[self.output_column] = rows
+            for name, values in new.items():
+                out[name] = values
             return out
         out = dict(batch)
-        out[self.output_column] = codes if mask is None else rows
+        out.update(new)
         return out
 
-    def _embed(self, texts: Any) -> Any:
-        return embed_column(
+    def _embed(self, texts: Any) -> tuple[Any, Any, dict[str, Any]]:
+        where = f"column {self.text_column!r} of this batch"
+        if self.model.heads:
+            return embed_column_with_heads(
+                self.model, texts, nulls=self.nulls, quantize=self.quantize,
+                num_threads=self.num_threads, batch_size=self.batch_size, max_tokens=self.max_tokens,
+                where=where, embeddings=self.output_column is not None,
+            )
+        codes, mask = embed_column(
             self.model, texts, nulls=self.nulls, quantize=self.quantize,
             num_threads=self.num_threads, batch_size=self.batch_size, max_tokens=self.max_tokens,
-            where=f"column {self.text_column!r} of this batch",
+            where=where,
         )
+        return codes, mask, {}
 
 
 def _actor_cpus() -> int:

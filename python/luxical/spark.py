@@ -30,14 +30,21 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 import luxical
-from luxical._columns import check_options, embed_column, to_arrow_binary, to_arrow_list
+from luxical._columns import (
+    check_options,
+    embed_column,
+    embed_column_with_heads,
+    head_arrow_columns,
+    to_arrow_binary,
+    to_arrow_list,
+)
 from luxical._luxical import DEFAULT_MAX_TOKENS
 from luxical.embedder import Embedder
 
@@ -45,6 +52,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
     from luxical._luxical import SpaceSaving
+    from luxical.heads import Head
     from luxical.training.vocab import NgramVocabulary
 
 __all__ = ["build_vocabulary", "count_ngrams", "document_frequencies", "embed_dataframe", "embed_udf"]
@@ -170,12 +178,13 @@ def embed_dataframe(
     text_col: str = "text",
     *,
     model: str | os.PathLike[str] | Embedder | None = None,
-    output_col: str = "embedding",
+    output_col: str | None = "embedding",
     nulls: str = "error",
     quantize: str | None = None,
     num_threads: int | None = None,
     batch_size: int = 4096,
     max_tokens: int | None = DEFAULT_MAX_TOKENS,
+    heads: Sequence[Head | str | os.PathLike[str]] | None = None,
 ) -> DataFrame:
     """Adds an embedding column to `df` (lazily, like any transformation).
 
@@ -187,7 +196,8 @@ def embed_dataframe(
         text_col: Name of its string column to embed.
         model: Path of a ``.npz`` model, an `Embedder` (its precision is kept; one built
             in memory is shipped as its bytes), or None for the default model.
-        output_col: Name of the added column.
+        output_col: Name of the added column; None adds no embedding column (with
+            `heads`: only their columns).
         nulls: A null text: ``"error"`` fails the task naming the row, ``"empty"`` embeds
             it as a zero vector, ``"null"`` gives a null embedding.
         quantize: None (``array<float>``), ``"int8"`` (``array<tinyint>``), or ``"uint8"``
@@ -197,37 +207,72 @@ def embed_dataframe(
         batch_size: Texts per native call within an Arrow batch.
         max_tokens: Each document is embedded from its first `max_tokens` tokens (see
             :meth:`luxical.Embedder.__call__`).
+        heads: Heads (:mod:`luxical.heads` objects or head file paths, read here on the
+            driver and shipped by value) computed in the same pass: each adds its columns
+            (``float`` scores and cosines, ``int`` ids; null where the embedding is null).
 
     Returns:
-        A DataFrame with the columns of `df` and `output_col`.
+        A DataFrame with the columns of `df`, `output_col` and the heads' columns.
     """
     from pyspark.sql.types import StringType, StructField, StructType
 
+    from luxical.heads import resolve
+
     check_options(nulls, quantize, max_tokens)
+    if heads is None and isinstance(model, Embedder):
+        heads = model.heads  # an Embedder made with with_heads() keeps its heads
+    head_objs = resolve(heads or [])
+    if output_col is None and not head_objs:
+        raise ValueError("output_col=None needs heads (there would be no column to add)")
     if text_col not in df.columns:
         raise ValueError(f"no column {text_col!r} in the DataFrame (columns: {df.columns})")
-    if output_col in df.columns:
-        raise ValueError(f"the DataFrame already has a column {output_col!r}; pass another output_col")
+    head_fields = _head_fields(head_objs)
+    for name in [output_col, *(f.name for f in head_fields)]:
+        if name is not None and name in df.columns:
+            raise ValueError(f"the DataFrame already has a column {name!r}; pass another output_col or rename the head")
     if not isinstance(df.schema[text_col].dataType, StringType):
         raise TypeError(f"column {text_col!r} is {df.schema[text_col].dataType.simpleString()}, expected string")
     ref = _ship_model(df.sparkSession, model)
-    schema = StructType([*df.schema.fields, StructField(output_col, _embedding_type(quantize), nullable=True)])
+    added = [] if output_col is None else [StructField(output_col, _embedding_type(quantize), nullable=True)]
+    schema = StructType([*df.schema.fields, *added, *head_fields])
+    names_added = ([] if output_col is None else [output_col]) + [f.name for f in head_fields]
 
     def embed_batches(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
 
         embedder = _worker_model(ref)
+        if head_objs:
+            embedder = embedder.with_heads(*head_objs)
         threads = _task_threads(num_threads)
         for batch in batches:
             texts = batch.column(batch.schema.get_field_index(text_col))
-            codes, mask = embed_column(
-                embedder, texts, nulls=nulls, quantize=quantize, num_threads=threads,
-                batch_size=batch_size, max_tokens=max_tokens, where=f"column {text_col!r} of this batch",
-            )
-            column = _arrow_embedding(codes, mask, quantize)
-            yield pa.RecordBatch.from_arrays([*batch.columns, column], names=[*batch.schema.names, output_col])
+            where = f"column {text_col!r} of this batch"
+            if head_objs:
+                codes, mask, columns = embed_column_with_heads(
+                    embedder, texts, nulls=nulls, quantize=quantize, num_threads=threads, batch_size=batch_size,
+                    max_tokens=max_tokens, where=where, embeddings=output_col is not None,
+                )
+                new = [] if codes is None else [_arrow_embedding(codes, mask, quantize)]
+                new += head_arrow_columns(columns, mask)
+            else:
+                codes, mask = embed_column(
+                    embedder, texts, nulls=nulls, quantize=quantize, num_threads=threads,
+                    batch_size=batch_size, max_tokens=max_tokens, where=where,
+                )
+                new = [_arrow_embedding(codes, mask, quantize)]
+            yield pa.RecordBatch.from_arrays([*batch.columns, *new], names=[*batch.schema.names, *names_added])
 
     return df.mapInArrow(embed_batches, schema)
+
+
+def _head_fields(heads: Sequence[Head]) -> list[Any]:
+    from pyspark.sql.types import FloatType, IntegerType, StructField
+
+    return [
+        StructField(c, IntegerType() if h.kind == "centroid" and c.endswith("_id") else FloatType(), nullable=True)
+        for h in heads
+        for c in h.columns
+    ]
 
 
 def embed_udf(

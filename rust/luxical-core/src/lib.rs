@@ -8,6 +8,7 @@ pub mod format;
 pub mod fuzzing;
 pub mod gemm;
 pub mod hash_index;
+pub mod heads;
 pub mod mlp;
 pub mod model;
 pub mod ngrams;

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::format::{self, Dtype, NpyArray, NpyOut};
 use crate::gemm::PackedF32;
+use crate::heads::{HeadScratch, Heads};
 use crate::mlp::{DenseLayer, Network, Precision};
 use crate::options::RunOptions;
 use crate::tfidf::apply_idf;
@@ -70,6 +71,7 @@ struct Scratch {
     values: Vec<f32>,
     hidden: Vec<f32>,
     dense: Vec<f32>,
+    heads: HeadScratch,
 }
 
 thread_local! {
@@ -505,6 +507,19 @@ impl Model {
 
     /// Embeds `texts` into `out` (`[texts.len(), dim]` row-major), in parallel.
     pub fn embed_into(&self, texts: &[&str], out: &mut [f32], opts: &RunOptions<'_>) -> Result<()> {
+        self.embed_with_heads_into(texts, out, None, opts)
+    }
+
+    /// Embeds `texts` into `out` (`[texts.len(), dim]`) and, with `heads`, applies them to
+    /// each chunk's embeddings right after computing them (still in cache), writing
+    /// `[texts.len(), heads.n_outputs()]` into the head buffer.
+    pub fn embed_with_heads_into(
+        &self,
+        texts: &[&str],
+        out: &mut [f32],
+        heads: Option<(&Heads, &mut [f64])>,
+        opts: &RunOptions<'_>,
+    ) -> Result<()> {
         let dim = self.dim();
         if out.len() != texts.len() * dim {
             return Err(Error::InvalidArgument(format!(
@@ -513,14 +528,48 @@ impl Model {
                 texts.len()
             )));
         }
-        threads::pool(opts.num_threads)?.install(|| {
-            out.par_chunks_mut(CHUNK_DOCS * dim)
+        let heads = match heads {
+            Some((h, head_out)) if !h.is_empty() => {
+                if h.in_dim() != dim {
+                    return Err(Error::InvalidArgument(format!(
+                        "the heads read {}-dimensional embeddings but this model makes {dim}-dimensional ones",
+                        h.in_dim()
+                    )));
+                }
+                let cols = h.n_outputs();
+                if head_out.len() != texts.len() * cols {
+                    return Err(Error::InvalidArgument(format!(
+                        "head output buffer holds {} values, expected {} texts x {cols}",
+                        head_out.len(),
+                        texts.len()
+                    )));
+                }
+                Some((h, head_out, cols))
+            }
+            _ => None,
+        };
+        threads::pool(opts.num_threads)?.install(|| match heads {
+            None => out
+                .par_chunks_mut(CHUNK_DOCS * dim)
                 .zip(texts.par_chunks(CHUNK_DOCS))
                 .enumerate()
                 .try_for_each(|(chunk, (out_chunk, docs))| {
                     opts.check_cancelled()?;
                     with_scratch(|s| self.embed_chunk(chunk * CHUNK_DOCS, docs, out_chunk, s, opts))
-                })
+                }),
+            Some((h, head_out, cols)) => out
+                .par_chunks_mut(CHUNK_DOCS * dim)
+                .zip(head_out.par_chunks_mut(CHUNK_DOCS * cols))
+                .zip(texts.par_chunks(CHUNK_DOCS))
+                .enumerate()
+                .try_for_each(|(chunk, ((out_chunk, head_chunk), docs))| {
+                    opts.check_cancelled()?;
+                    with_scratch(|s| {
+                        self.embed_chunk(chunk * CHUNK_DOCS, docs, out_chunk, s, opts)?;
+                        h.apply(out_chunk, docs.len(), head_chunk, &mut s.heads);
+                        Ok(())
+                    })
+                }),
         })
     }
 
@@ -786,6 +835,53 @@ mod tests {
         assert!((out[0] - 3.0 / s).abs() < 1e-6 && (out[1] - 1.0 / s).abs() < 1e-6);
         assert_eq!(&out[2..4], &[0.0, 0.0]);
         assert_eq!(&out[4..6], &[0.0, 1.0]);
+    }
+
+    #[test]
+    fn heads_run_in_the_embedding_pass_on_its_embeddings() {
+        use crate::heads::{Activation, Head, Heads};
+        let m = tiny_model();
+        // 200 texts: several chunks, applied per chunk; dims checked against the model.
+        let texts: Vec<&str> = (0..200)
+            .map(|i| ["hello world", "", "!", "world hello !"][i % 4])
+            .collect();
+        let heads = Heads::new(vec![
+            Head::linear(&[2.0, -1.0], &[0.5], 1, 2, Activation::Identity).unwrap(),
+            Head::centroid(&[1.0, 0.0, 0.0, 1.0], 2, 2, None).unwrap(),
+        ])
+        .unwrap();
+        let (mut emb, mut plain) = (vec![0.0; 400], vec![0.0; 400]);
+        let mut cols = vec![f64::NAN; 600];
+        m.embed_with_heads_into(
+            &texts,
+            &mut emb,
+            Some((&heads, &mut cols)),
+            &RunOptions::threads(Some(2)),
+        )
+        .unwrap();
+        m.embed_into(&texts, &mut plain, &RunOptions::threads(Some(1)))
+            .unwrap();
+        assert_eq!(emb, plain);
+        for (i, row) in emb.chunks_exact(2).enumerate() {
+            let (x, y) = (row[0] as f64, row[1] as f64);
+            let c = &cols[i * 3..i * 3 + 3];
+            assert!((c[0] - (2.0 * x - y + 0.5)).abs() < 1e-6, "row {i}: {c:?}");
+            let want = if y > x { (1.0, y) } else { (0.0, x) };
+            assert_eq!(c[1], want.0, "row {i}");
+            assert!((c[2] - want.1).abs() < 1e-7, "row {i}");
+        }
+        let wrong =
+            Heads::new(vec![Head::centroid(&[1.0, 0.0, 0.0], 1, 3, None).unwrap()]).unwrap();
+        let mut cols = vec![0.0; 200];
+        let err = m
+            .embed_with_heads_into(
+                &texts,
+                &mut emb,
+                Some((&wrong, &mut cols)),
+                &RunOptions::default(),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("3-dimensional"), "{err}");
     }
 
     #[test]

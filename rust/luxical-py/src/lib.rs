@@ -3,6 +3,7 @@
 
 mod errors;
 mod gemm;
+mod heads;
 mod model;
 mod training;
 
@@ -17,6 +18,8 @@ fn _luxical(m: &Bound<'_, PyModule>) -> PyResult<()> {
         luxical_core::tokenize::DEFAULT_MAX_TOKENS,
     )?;
     m.add_class::<model::Model>()?;
+    m.add_class::<heads::Head>()?;
+    m.add_class::<heads::Heads>()?;
     m.add_function(wrap_pyfunction!(model::resolve_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(model::env_flag, m)?)?;
     m.add_function(wrap_pyfunction!(gemm::cpu_info, m)?)?;

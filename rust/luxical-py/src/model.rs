@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
 use crate::errors::{emit_warnings, panic_to_pyerr, to_pyerr};
+use crate::heads::Heads;
 
 fn parse_precision(name: &str) -> PyResult<Precision> {
     match name {
@@ -180,6 +181,20 @@ fn check_out(out: &PyReadwriteArray2<'_, f32>, n: usize, dim: usize) -> PyResult
     Ok(())
 }
 
+/// `heads` and `head_out` come together or not at all.
+fn pair_heads<'a, 'py>(
+    heads: &'a Option<PyRef<'py, Heads>>,
+    head_out: Option<PyReadwriteArray2<'py, f64>>,
+) -> PyResult<Option<(&'a Heads, PyReadwriteArray2<'py, f64>)>> {
+    match (heads, head_out) {
+        (Some(h), Some(o)) => Ok(Some((&**h, o))),
+        (None, None) => Ok(None),
+        _ => Err(PyValueError::new_err(
+            "heads and head_out must be given together",
+        )),
+    }
+}
+
 /// TF-IDF rows as CSR arrays: (indptr int64, indices uint32, data float32).
 pub(crate) type CsrArrays<'py> = (
     Bound<'py, PyArray1<i64>>,
@@ -246,10 +261,29 @@ impl Model {
         out: &mut [f32],
         num_threads: Option<usize>,
         max_tokens: Option<usize>,
+        heads: Option<(&Heads, PyReadwriteArray2<'_, f64>)>,
     ) -> PyResult<()> {
-        interruptible(py, "embedding", views, num_threads, max_tokens, |o| {
-            self.inner.embed_into(views, out, o)
-        })
+        match heads {
+            None => interruptible(py, "embedding", views, num_threads, max_tokens, |o| {
+                self.inner.embed_into(views, out, o)
+            }),
+            Some((heads, mut head_out)) => {
+                let cols = heads.inner.n_outputs();
+                if head_out.shape() != [views.len(), cols] || !head_out.is_c_contiguous() {
+                    return Err(PyValueError::new_err(format!(
+                        "head_out must be a C-contiguous float64 array of shape ({}, {cols}), got shape {:?}",
+                        views.len(),
+                        head_out.shape()
+                    )));
+                }
+                let head_out = head_out.as_slice_mut()?;
+                let core_heads = &*heads.inner;
+                interruptible(py, "embedding", views, num_threads, max_tokens, |o| {
+                    self.inner
+                        .embed_with_heads_into(views, out, Some((core_heads, head_out)), o)
+                })
+            }
+        }
     }
 }
 
@@ -366,8 +400,10 @@ impl Model {
         })
     }
 
-    /// Embeds a list of str into `out` (shape (n, dim), float32, C-contiguous).
-    #[pyo3(signature = (texts, out, num_threads=None, max_tokens=Some(DEFAULT_MAX_TOKENS)))]
+    /// Embeds a list of str into `out` (shape (n, dim), float32, C-contiguous); with
+    /// `heads`, also writes their outputs into `head_out` ((n, heads.n_outputs), float64).
+    #[pyo3(signature = (texts, out, num_threads=None, max_tokens=Some(DEFAULT_MAX_TOKENS), heads=None, head_out=None))]
+    #[allow(clippy::too_many_arguments)]
     fn embed(
         &self,
         py: Python<'_>,
@@ -375,16 +411,21 @@ impl Model {
         mut out: PyReadwriteArray2<'_, f32>,
         num_threads: Option<usize>,
         max_tokens: Option<usize>,
+        heads: Option<PyRef<'_, Heads>>,
+        head_out: Option<PyReadwriteArray2<'_, f64>>,
     ) -> PyResult<()> {
         let strings = collect_strings(texts)?;
         let views = utf8_views(&strings)?;
         check_out(&out, views.len(), self.inner.dim())?;
+        let heads = pair_heads(&heads, head_out)?;
         let out = out.as_slice_mut()?;
-        self.embed_views(py, &views, out, num_threads, max_tokens)
+        self.embed_views(py, &views, out, num_threads, max_tokens, heads)
     }
 
-    /// Embeds Arrow-layout UTF-8 strings (`data`, `offsets` of n+1 entries) into `out`.
-    #[pyo3(signature = (data, offsets, out, num_threads=None, max_tokens=Some(DEFAULT_MAX_TOKENS)))]
+    /// Embeds Arrow-layout UTF-8 strings (`data`, `offsets` of n+1 entries) into `out`
+    /// (and the heads' outputs into `head_out`, as `embed`).
+    #[pyo3(signature = (data, offsets, out, num_threads=None, max_tokens=Some(DEFAULT_MAX_TOKENS), heads=None, head_out=None))]
+    #[allow(clippy::too_many_arguments)]
     fn embed_utf8(
         &self,
         py: Python<'_>,
@@ -393,11 +434,14 @@ impl Model {
         mut out: PyReadwriteArray2<'_, f32>,
         num_threads: Option<usize>,
         max_tokens: Option<usize>,
+        heads: Option<PyRef<'_, Heads>>,
+        head_out: Option<PyReadwriteArray2<'_, f64>>,
     ) -> PyResult<()> {
         let views = arrow_views(data.as_slice()?, offsets.as_slice()?)?;
         check_out(&out, views.len(), self.inner.dim())?;
+        let heads = pair_heads(&heads, head_out)?;
         let out = out.as_slice_mut()?;
-        self.embed_views(py, &views, out, num_threads, max_tokens)
+        self.embed_views(py, &views, out, num_threads, max_tokens, heads)
     }
 
     /// Token ids of each text: (ids uint32, offsets int64 of n+1 entries).
