@@ -190,8 +190,9 @@ def train(
     default model's recipe (the module docstring lists the steps) and writes it to `out`.
 
     Args:
-        corpus: A list of texts, or a path / list of paths of Parquet (`text_column`),
-            JSON Lines (`text_column` field) or plain-text (one document per line) files;
+        corpus: A list of texts, or a path / list of `Path` objects of Parquet
+            (`text_column`), JSON Lines (`text_column` field) or plain-text (one document per
+            line) files (a list of `str` is a list of texts);
             or a mapping of part names to such corpora (e.g. your domain's documents and
             general English): each part is shuffled and sampled on its own (`max_docs` may
             map part names to counts), the fit sees all parts, IDF counts all their
