@@ -61,15 +61,7 @@ def embed_column(
     Raises:
         ValueError: a null under ``nulls="error"``, naming its index within `where`.
     """
-    mask = null_mask(texts)
-    if mask is not None:
-        if nulls == "error":
-            first = int(np.flatnonzero(mask)[0])
-            raise ValueError(
-                f"{where}[{first}] is null ({int(mask.sum())} nulls in this batch); "
-                'pass nulls="empty" to embed nulls as zero vectors or nulls="null" to keep them null'
-            )
-        texts = _fill_nulls(texts, mask)
+    texts, mask = _nulls_filled(texts, nulls, where)
     if model.heads:  # embeddings only here (embed_column_with_heads computes the heads)
         model = model.with_heads()
     emb = model(texts, num_threads=num_threads, batch_size=batch_size, max_tokens=max_tokens)
@@ -99,15 +91,7 @@ def embed_column_with_heads(
     False), the null mask as in :func:`embed_column` (those rows of every head column
     should be written as nulls too), and the heads' columns by name.
     """
-    mask = null_mask(texts)
-    if mask is not None:
-        if nulls == "error":
-            first = int(np.flatnonzero(mask)[0])
-            raise ValueError(
-                f"{where}[{first}] is null ({int(mask.sum())} nulls in this batch); "
-                'pass nulls="empty" to embed nulls as zero vectors or nulls="null" to keep them null'
-            )
-        texts = _fill_nulls(texts, mask)
+    texts, mask = _nulls_filled(texts, nulls, where)
     out = model(texts, num_threads=num_threads, batch_size=batch_size, max_tokens=max_tokens, embeddings=embeddings)
     emb = out.embeddings
     if emb is not None and quantize is not None:
@@ -124,6 +108,24 @@ def head_arrow_columns(columns: dict[str, np.ndarray], mask: np.ndarray | None) 
     import pyarrow as pa
 
     return [pa.array(values, mask=mask) for values in columns.values()]
+
+
+def _nulls_filled(texts: Any, nulls: str, where: str) -> tuple[Any, np.ndarray | None]:
+    """`texts` with nulls made empty strings, and the null mask (None without nulls).
+
+    Raises:
+        ValueError: a null under ``nulls="error"``, naming its index within `where`.
+    """
+    mask = null_mask(texts)
+    if mask is None:
+        return texts, None
+    if nulls == "error":
+        first = int(np.flatnonzero(mask)[0])
+        raise ValueError(
+            f"{where}[{first}] is null ({int(mask.sum())} nulls in this batch); "
+            'pass nulls="empty" to embed nulls as zero vectors or nulls="null" to keep them null'
+        )
+    return _fill_nulls(texts, mask), mask
 
 
 def _fill_nulls(texts: Any, mask: np.ndarray) -> Any:

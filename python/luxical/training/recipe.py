@@ -99,16 +99,16 @@ def _resolve_words(words: Any, texts: Sequence[str]) -> tuple[list[str], str]:
 
 def _resolve_precision(precision: str, model: Any, sample: Sequence[str], cache_dirs: Sequence[Path]) -> tuple[str, dict[str, Any]]:
     """The teacher precision to use, and what decided it."""
-    from luxical.training.teacher import TEACHER_PRECISIONS, check_teacher_precision, cpu_has_fast_bf16
+    from luxical.training.teacher import TEACHER_PRECISIONS, cache_precision, check_teacher_precision, cpu_has_fast_bf16
 
     if precision != "auto":
         if precision not in TEACHER_PRECISIONS:
             raise ValueError(f"teacher_precision must be 'auto' or one of {TEACHER_PRECISIONS}, got {precision!r}")
         return precision, {"reason": "asked"}
     for cache in cache_dirs:  # a cache keeps its precision: continue in the same one
-        meta = cache / "teacher.json"
-        if meta.is_file():
-            return json.loads(meta.read_text()).get("precision", "float32"), {"reason": f"existing cache {cache.name}"}
+        existing = cache_precision(cache)
+        if existing is not None:
+            return existing, {"reason": f"existing cache {cache.name}"}
     device = str(getattr(model, "device", "cpu"))
     if not device.startswith("cpu") or not cpu_has_fast_bf16():
         return "float32", {"reason": "no native bfloat16 on this device"}
@@ -235,7 +235,7 @@ def train(
     from luxical._luxical import Featurizer
     from luxical.training.init import ngram_strings
     from luxical.training.static import fit_vectors, model_from_coords, whitening_projection
-    from luxical.training.teacher import embed_with_teacher, load_teacher, teacher_tokenizer_json
+    from luxical.training.teacher import cache_precision, embed_with_teacher, load_teacher, teacher_tokenizer_json
 
     import scipy.sparse
 
@@ -295,10 +295,8 @@ def train(
     strings = ngram_strings(tok_json, ngrams)
 
     def teacher_embed(items: Sequence[str], cache: Path, max_len: int | None, batch: int) -> np.ndarray:
-        meta = cache / "teacher.json"
         # "auto": a cache continues in the precision it was made in (caches never mix).
-        use = json.loads(meta.read_text()).get("precision", "float32") if (
-            teacher_precision == "auto" and meta.is_file()) else precision
+        use = (cache_precision(cache) if teacher_precision == "auto" else None) or precision
         return np.asarray(embed_with_teacher(
             items, teacher_model, cache, teacher_id=teacher_id, max_seq_length=max_len, batch_size=batch,
             precision=use, progress=progress), dtype=np.float32)

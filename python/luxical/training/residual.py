@@ -33,15 +33,9 @@ from typing import Any
 import numpy as np
 
 from luxical.embedder import Embedder
+from luxical.training.static import offset_basis
 
 PAD = np.uint32(2**32 - 1)
-
-
-def _offset_basis(dim: int) -> np.ndarray:
-    """The orthonormal basis of the complement of the all-ones vector used by
-    `model_from_coords` (same construction)."""
-    basis, _ = np.linalg.qr(np.eye(dim) - 1.0 / dim)
-    return basis[:, : dim - 1]
 
 
 def static_coordinates(model: Embedder) -> np.ndarray:
@@ -55,7 +49,7 @@ def static_coordinates(model: Embedder) -> np.ndarray:
         raise ValueError(f"the residual stage starts from a static model (V → k+1 → k+1 with 1-grams), got {model!r}")
     rows = np.asarray(first, dtype=np.float64).T  # (V, k+1): coordinates ⊥ 1, plus a constant offset per row
     rows = rows - rows.mean(axis=1, keepdims=True)
-    return rows @ _offset_basis(rows.shape[1])
+    return rows @ offset_basis(rows.shape[1])
 
 
 def residual_stage(
@@ -229,7 +223,7 @@ def residual_stage(
     table = torch.cat([e_base, e_new]).detach().double().numpy()
     if not np.isfinite(table).all():
         raise FloatingPointError("the residual stage produced non-finite weights; lower lr")
-    q = _offset_basis(k + 1)
+    q = offset_basis(k + 1)
     rows_out = table @ q.T  # (V', k+1), each row ⊥ 1
     rows_out = rows_out / np.abs(rows_out).max()
     rows_out = rows_out + max(0.0, -rows_out.min())  # non-negative: the runtime's ReLU is the identity

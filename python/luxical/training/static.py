@@ -171,6 +171,13 @@ def whitening_projection(
     return mean, vt[keep].T / singular[keep] ** power
 
 
+def offset_basis(dim: int) -> np.ndarray:
+    """``(dim, dim - 1)``: an orthonormal basis of the subspace of R^dim orthogonal to the
+    all-ones vector (where `model_from_coords` puts the coordinates)."""
+    basis, _ = np.linalg.qr(np.eye(dim) - 1.0 / dim)
+    return basis[:, : dim - 1]
+
+
 def model_from_coords(tokenizer_json: str, ngrams: np.ndarray, idf: np.ndarray, coords: np.ndarray) -> Embedder:
     """A two-layer model (V → k+1 → k+1) that embeds a text as the normalised TF-IDF-weighted
     sum of its n-grams' rows of `coords` (``(V, k)``, any signs): the offset trick of
@@ -179,9 +186,7 @@ def model_from_coords(tokenizer_json: str, ngrams: np.ndarray, idf: np.ndarray, 
     if coords.ndim != 2 or len(coords) != len(ngrams):
         raise ValueError(f"coords must be ({len(ngrams)}, k), got {coords.shape}")
     dim = coords.shape[1] + 1
-    # An orthonormal basis of the subspace of R^dim orthogonal to the all-ones vector.
-    basis, _ = np.linalg.qr(np.eye(dim) - 1.0 / dim)
-    rows = coords @ basis[:, : dim - 1].T  # (V, dim), each row ⊥ 1
+    rows = coords @ offset_basis(dim).T  # (V, dim), each row ⊥ 1
     rows = rows / np.abs(rows).max()
     rows = rows + max(0.0, -rows.min())  # non-negative: ReLU is the identity on sums
     centring = np.eye(dim) - 1.0 / dim

@@ -194,6 +194,15 @@ def embed_with_teacher(
     return np.load(emb_path, mmap_mode="r")
 
 
+def cache_precision(cache_dir: str | os.PathLike[str]) -> str | None:
+    """The precision a teacher cache was made in (caches from before precisions were
+    recorded are float32), or None when `cache_dir` holds no cache."""
+    meta = Path(cache_dir) / "teacher.json"
+    if not meta.is_file():
+        return None
+    return json.loads(meta.read_text()).get("precision", "float32")
+
+
 def encode(model: Any, texts: Sequence[str], *, batch_size: int = 64, precision: str = "float32") -> np.ndarray:
     """The teacher's L2-normalised float32 embeddings of `texts`, computed in `precision`
     ("float32", or "bfloat16" under torch's autocast on the model's device)."""
