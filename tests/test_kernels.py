@@ -23,9 +23,19 @@ import pytest
 import luxical
 from conftest import FIXTURES, platform_skip, read_real_texts, unit_or_zero_rows
 
-KERNELS = ["portable", "avx2", "avx512"]
-#: What each kernel needs (the names cpu_info()["features"] uses).
-NEEDS = {"portable": [], "avx2": ["avx2", "fma"], "avx512": ["avx2", "fma", "avx512f"]}
+#: The families LUXICAL_KERNEL names; "amx" is int8-only (its float32 kernel is avx512's).
+KERNELS = ["portable", "avx2", "avx512", "amx"]
+#: What each family needs (the names cpu_info()["features"] uses; amx_os: the OS granted
+#: the process the tile state).
+NEEDS = {
+    "portable": [],
+    "avx2": ["avx2", "fma"],
+    "avx512": ["avx2", "fma", "avx512f"],
+    "amx": ["avx2", "fma", "avx512f", "avx512bw", "avx512vnni", "amx_tile", "amx_int8", "amx_os"],
+}
+#: Each family's float32 and int8 kernel names, as cpu_info() reports them.
+FLOAT32 = {"portable": "portable", "avx2": "avx2", "avx512": "avx512", "amx": "avx512"}
+INT8 = {"portable": "portable", "avx2": "avx2", "avx512": "avx512-vnni", "amx": "amx-int8"}
 MODELS = {"small": FIXTURES / "small_model.npz", "default": luxical.default_model_path()}
 N_TEXTS = 3000
 
@@ -96,9 +106,15 @@ def run(texts_file, tmp_path_factory):
     return get
 
 
+def _has_family(info: dict, kernel: str) -> bool:
+    if kernel == "amx":
+        return "amx-int8" in info["int8_kernels"]
+    return kernel in info["float32_kernels"]
+
+
 def _require_kernel(kernel: str) -> None:
     info = luxical.cpu_info()
-    if kernel not in info["float32_kernels"]:
+    if not _has_family(info, kernel):
         missing = [f for f in NEEDS[kernel] if not info["features"].get(f)]
         platform_skip(f"this CPU ({info['arch']}) lacks the {kernel} kernel (missing {', '.join(missing) or kernel})")
 
@@ -114,16 +130,28 @@ def _row_cosines(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def test_cpu_info_describes_features_and_kernels():
     info = luxical.cpu_info()
     assert set(info) == {"arch", "features", "float32_kernels", "int8_kernels", "float32_kernel", "int8_kernel"}
-    assert set(info["features"]) == {"avx2", "fma", "avx512f", "avx512bw", "avx512vnni"}
+    assert set(info["features"]) == {
+        "avx2", "fma", "avx512f", "avx512bw", "avx512vnni", "amx_tile", "amx_int8", "amx_bf16", "amx_os"
+    }
     assert all(isinstance(v, bool) for v in info["features"].values())
     assert info["float32_kernels"][0] == "portable" and info["int8_kernels"][0] == "portable"
     assert info["float32_kernel"] in info["float32_kernels"]
     assert info["int8_kernel"] in info["int8_kernels"]
     for kernel in KERNELS:
         has = all(info["features"][f] for f in NEEDS[kernel]) and (kernel == "portable" or info["arch"] == "x86_64")
-        assert (kernel in info["float32_kernels"]) == has, (kernel, info)
+        assert _has_family(info, kernel) == has, (kernel, info)
+    assert "amx" not in info["float32_kernels"]
     vnni = all(info["features"][f] for f in ("avx512f", "avx512bw", "avx512vnni"))
     assert ("avx512-vnni" in info["int8_kernels"]) == vnni
+    # The OS's permission is only asked (and only meaningful) where the CPU has the tiles.
+    assert not info["features"]["amx_os"] or info["features"]["amx_tile"]
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text(encoding="ascii", errors="replace").splitlines() if cpuinfo.exists() else []
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), None)
+    if flags is not None:  # Linux: the kernel's own reading of CPUID agrees with ours
+        for name in ("avx2", "fma", "amx_tile", "amx_int8", "amx_bf16"):
+            assert info["features"][name] == (name in flags), name
+        assert info["features"]["avx512vnni"] == ("avx512_vnni" in flags)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -131,9 +159,9 @@ def test_forced_kernel_is_the_one_running(kernel, run):
     _require_kernel(kernel)
     result = run(kernel)
     info = result["info"]
-    assert info["float32_kernel"] == kernel
+    assert info["float32_kernel"] == FLOAT32[kernel]
     # The int8 kernel of the family, or the best below it (AVX-512 without VNNI: avx2).
-    family_int8 = "avx512-vnni" if kernel == "avx512" else kernel
+    family_int8 = INT8[kernel]
     want_int8 = family_int8 if family_int8 in info["int8_kernels"] else "avx2"
     assert info["int8_kernel"] == want_int8
     assert result["warnings"] == []
@@ -201,10 +229,11 @@ def test_no_simd_wins_over_a_forced_kernel_with_a_warning(texts_file, tmp_path):
 
 def test_a_kernel_the_cpu_lacks_falls_back_with_a_warning(texts_file, tmp_path):
     info = luxical.cpu_info()
-    lacking = [k for k in KERNELS if k not in info["float32_kernels"]]
+    lacking = [k for k in KERNELS if not _has_family(info, k)]
     if not lacking:
         platform_skip("this CPU has every kernel (the fallback is covered by gemm.rs::kernel_choice_follows_cpu_and_settings)")
     kernel = lacking[-1]
     result = _embed_in_child(tmp_path, texts_file, {"small": MODELS["small"]}, LUXICAL_KERNEL=kernel)
     assert result["info"]["float32_kernel"] == info["float32_kernels"][-1]
+    assert result["info"]["int8_kernel"] == info["int8_kernels"][-1]
     assert any(f"LUXICAL_KERNEL={kernel}" in w and "lacks" in w for w in result["warnings"])

@@ -63,8 +63,9 @@ def cpu_info() -> dict[str, Any]:
     """The CPU features luxical's dense layers use and the kernels this process runs.
 
     The kernels are chosen once per process, on first use: the best this CPU has
-    (``"avx512"`` > ``"avx2"`` > ``"portable"``), unless ``LUXICAL_KERNEL`` names another
-    (``portable``, ``avx2`` or ``avx512``) or ``LUXICAL_NO_SIMD`` is true (portable; it
+    (``"amx"`` > ``"avx512"`` > ``"avx2"`` > ``"portable"``; ``amx`` is int8 only, its
+    float32 kernel is AVX-512F's), unless ``LUXICAL_KERNEL`` names another
+    (``portable``, ``avx2``, ``avx512`` or ``amx``) or ``LUXICAL_NO_SIMD`` is true (portable; it
     wins over ``LUXICAL_KERNEL``). A kernel the CPU lacks or an unknown name falls back to
     the best the CPU has below it, with a `LuxicalWarning`; set the variables before the
     first embedding. The float32 kernels give results within float rounding of each other
@@ -72,10 +73,13 @@ def cpu_info() -> dict[str, Any]:
 
     Returns:
         A dict: ``arch`` (the build's CPU architecture), ``features`` (feature name ->
-        present: ``avx2``, ``fma``, ``avx512f``, ``avx512bw``, ``avx512vnni``),
-        ``float32_kernels`` and ``int8_kernels`` (the kernels this CPU runs, worst to
-        best), ``float32_kernel`` and ``int8_kernel`` (the ones in use; the AVX-512 int8
-        kernel is ``"avx512-vnni"``, which also needs ``avx512bw`` and ``avx512vnni``).
+        present: ``avx2``, ``fma``, ``avx512f``, ``avx512bw``, ``avx512vnni``,
+        ``amx_tile``, ``amx_int8``, ``amx_bf16``, and ``amx_os``: the OS granted this
+        process the AMX tile state), ``float32_kernels`` and ``int8_kernels`` (the kernels
+        this CPU runs, worst to best), ``float32_kernel`` and ``int8_kernel`` (the ones in
+        use; the AVX-512 int8 kernel is ``"avx512-vnni"``, which also needs ``avx512bw``
+        and ``avx512vnni``; the AMX one ``"amx-int8"``, which also needs ``amx_tile``,
+        ``amx_int8`` and ``amx_os``).
 
     Example:
         >>> import luxical

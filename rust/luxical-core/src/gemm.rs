@@ -5,7 +5,7 @@
 //! contiguous, so the inner loop streams one panel while broadcasting activations. The
 //! layout is the same for every kernel (the weight cache stores it), so the kernel is
 //! chosen at run time, per process, by [`kernels`]: the best family the CPU has
-//! ([`Kernel::Avx512`] > [`Kernel::Avx2`] > [`Kernel::Portable`]), unless
+//! ([`Kernel::Amx`] > [`Kernel::Avx512`] > [`Kernel::Avx2`] > [`Kernel::Portable`]), unless
 //! `LUXICAL_KERNEL` / `LUXICAL_NO_SIMD` ask for a lower one.
 //!
 //! - float32 (the exact path): micro-tiles of rows × 16 columns summed with FMA in the
@@ -18,8 +18,17 @@
 //!   `[-127, 127]`, activations (non-negative: they follow a ReLU) per row to `[0, 127]`,
 //!   products summed exactly in i32 (AVX2: `vpmaddubsw` + `vpmaddwd`, the operands are
 //!   bounded so the 16-bit pair sums never saturate; AVX-512 VNNI: `vpdpbusd`, 4 products
-//!   straight into i32), then scaled back to float32. Every kernel computes the same
-//!   integers, so all give bit-identical results.
+//!   straight into i32; AMX: `tdpbusd` on 16 × 64-byte tiles, 16 × 16 × 64 products per
+//!   instruction), then scaled back to float32. Every kernel computes the same integers,
+//!   so all give bit-identical results. The packed int8 panel (per group of 4 inputs, 4
+//!   bytes per output column) is the VNNI layout AMX's `B` tiles expect, so 16 groups of
+//!   a panel are one tile, loaded with a 64-byte stride; the depth is padded with zeros to
+//!   a multiple of 64 (one tile) for every kernel.
+//!
+//! AMX needs the Linux kernel's permission to use the tile state
+//! (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`), asked once per process when
+//! the CPU is first inspected; where it is refused (an older kernel, a signal stack too
+//! small for the tile state), the AVX-512 VNNI kernel runs instead.
 
 use crate::weights::SharedF32;
 use std::sync::OnceLock;
@@ -32,8 +41,13 @@ const MR: usize = 6;
 const MR_512: usize = 8;
 /// Rows per int8 micro-tile (portable and AVX2).
 const MR_I8: usize = 4;
-/// Rows per int8 micro-tile of the AVX-512 VNNI kernel; the most of any int8 kernel.
+/// Rows per int8 micro-tile of the AVX-512 VNNI kernel; the most of any int8 kernel
+/// called through [`i8_tile`].
 const MR_I8_MAX: usize = 8;
+/// Depth of one AMX tile in bytes (64 int8 inputs); the int8 depth is padded to it.
+const KT: usize = 64;
+/// Rows of one AMX tile.
+const TR: usize = 16;
 /// Depth of one pass over the panels (keeps a panel slice in L1).
 const KC: usize = 256;
 
@@ -50,13 +64,16 @@ pub enum Kernel {
     Avx2,
     /// x86-64 AVX-512F (float32); the int8 kernel also needs AVX-512 BW + VNNI.
     Avx512,
+    /// Intel AMX tiles (AMX-TILE + AMX-INT8, with the OS's permission) for int8, on top of
+    /// AVX-512 (its float32 kernel is the AVX-512F one).
+    Amx,
 }
 
 impl Kernel {
     /// Every family, in increasing order of preference.
-    pub const ALL: [Kernel; 3] = [Kernel::Portable, Kernel::Avx2, Kernel::Avx512];
+    pub const ALL: [Kernel; 4] = [Kernel::Portable, Kernel::Avx2, Kernel::Avx512, Kernel::Amx];
     /// The values `LUXICAL_KERNEL` accepts, in the order of [`Kernel::ALL`].
-    pub const NAMES: [&'static str; 3] = ["portable", "avx2", "avx512"];
+    pub const NAMES: [&'static str; 4] = ["portable", "avx2", "avx512", "amx"];
 
     /// The family's name (a `LUXICAL_KERNEL` value) and its float32 kernel's name.
     pub fn name(self) -> &'static str {
@@ -67,6 +84,7 @@ impl Kernel {
     pub fn int8_name(self) -> &'static str {
         match self {
             Kernel::Avx512 => "avx512-vnni",
+            Kernel::Amx => "amx-int8",
             other => other.name(),
         }
     }
@@ -80,6 +98,13 @@ pub struct CpuFeatures {
     pub avx512f: bool,
     pub avx512bw: bool,
     pub avx512vnni: bool,
+    /// CPUID's AMX-TILE, AMX-INT8 and AMX-BF16 bits.
+    pub amx_tile: bool,
+    pub amx_int8: bool,
+    pub amx_bf16: bool,
+    /// Whether the OS lets this process use the AMX tile state (Linux: granted by
+    /// `arch_prctl(ARCH_REQ_XCOMP_PERM)`; always false elsewhere).
+    pub amx_os: bool,
 }
 
 impl CpuFeatures {
@@ -89,12 +114,17 @@ impl CpuFeatures {
         *CPU.get_or_init(|| {
             #[cfg(target_arch = "x86_64")]
             {
+                let (amx_tile, amx_int8, amx_bf16) = x86::amx_cpuid();
                 CpuFeatures {
                     avx2: is_x86_feature_detected!("avx2"),
                     fma: is_x86_feature_detected!("fma"),
                     avx512f: is_x86_feature_detected!("avx512f"),
                     avx512bw: is_x86_feature_detected!("avx512bw"),
                     avx512vnni: is_x86_feature_detected!("avx512vnni"),
+                    amx_tile,
+                    amx_int8,
+                    amx_bf16,
+                    amx_os: amx_tile && x86::request_amx_permission(),
                 }
             }
             #[cfg(not(target_arch = "x86_64"))]
@@ -104,15 +134,28 @@ impl CpuFeatures {
         })
     }
 
-    /// `(name, present)` for each feature, as `/proc/cpuinfo` and Rust spell them.
-    pub fn list(&self) -> [(&'static str, bool); 5] {
+    /// `(name, present)` for each feature, as Rust (AVX) and `/proc/cpuinfo` (AMX) spell
+    /// them; `amx_os`: the OS granted this process the AMX tile state.
+    pub fn list(&self) -> [(&'static str, bool); 9] {
         [
             ("avx2", self.avx2),
             ("fma", self.fma),
             ("avx512f", self.avx512f),
             ("avx512bw", self.avx512bw),
             ("avx512vnni", self.avx512vnni),
+            ("amx_tile", self.amx_tile),
+            ("amx_int8", self.amx_int8),
+            ("amx_bf16", self.amx_bf16),
+            ("amx_os", self.amx_os),
         ]
+    }
+
+    /// Whether this CPU runs anything of `kernel`'s family (for AMX: its int8 kernel).
+    pub fn has_family(&self, kernel: Kernel) -> bool {
+        match kernel {
+            Kernel::Amx => self.has_int8(kernel),
+            other => self.has_f32(other),
+        }
     }
 
     /// Whether this CPU runs `kernel`'s float32 kernel.
@@ -123,6 +166,8 @@ impl CpuFeatures {
             // (tests, fallbacks) may use either, so both are required.
             Kernel::Avx2 => self.avx2 && self.fma,
             Kernel::Avx512 => self.avx2 && self.fma && self.avx512f,
+            // AMX has no float32 tiles: that family's float32 kernel is AVX-512F's.
+            Kernel::Amx => false,
         }
     }
 
@@ -130,6 +175,9 @@ impl CpuFeatures {
     pub fn has_int8(&self, kernel: Kernel) -> bool {
         match kernel {
             Kernel::Avx512 => self.has_f32(kernel) && self.avx512bw && self.avx512vnni,
+            Kernel::Amx => {
+                self.has_int8(Kernel::Avx512) && self.amx_tile && self.amx_int8 && self.amx_os
+            }
             other => self.has_f32(other),
         }
     }
@@ -166,8 +214,9 @@ pub struct Kernels {
 /// Unset: the best the CPU has. `LUXICAL_NO_SIMD` true: portable (it wins over
 /// `LUXICAL_KERNEL`). A requested family the CPU lacks: the best the CPU has below it,
 /// with a warning. The int8 kernel is the requested (or best) family's when the CPU has
-/// it (AVX-512 also needs BW + VNNI), else the best below, silently: int8 is opt-in and
-/// `cpu_info()` names it. Returns the warnings to queue.
+/// it (AVX-512 also needs BW + VNNI; AMX the tiles and the OS's permission), else the best
+/// below, silently: int8 is opt-in and `cpu_info()` names it. The float32 kernel of the AMX
+/// family is AVX-512F's. Returns the warnings to queue.
 pub fn choose_kernels(
     requested: Option<Kernel>,
     no_simd: bool,
@@ -186,19 +235,23 @@ pub fn choose_kernels(
         }
         (true, _) => Kernel::Portable,
         (false, Some(k)) => {
-            if !cpu.has_f32(k) {
-                let best = cpu.best_f32(k);
+            if !cpu.has_family(k) {
+                // AMX only changes the int8 kernel: name the one that runs instead.
+                let instead = match k {
+                    Kernel::Amx => format!("{} int8", cpu.best_int8(k).int8_name()),
+                    _ => cpu.best_f32(k).name().to_string(),
+                };
                 warnings.push(format!(
                     "{}={}: this CPU lacks the instructions that kernel needs ({}); using the {} kernel",
                     crate::settings::KERNEL,
                     k.name(),
                     missing_features(k, &cpu),
-                    best.name()
+                    instead
                 ));
             }
             k
         }
-        (false, None) => Kernel::Avx512,
+        (false, None) => Kernel::Amx,
     };
     let kernels = Kernels {
         float32: cpu.best_f32(limit),
@@ -212,6 +265,16 @@ fn missing_features(kernel: Kernel, cpu: &CpuFeatures) -> String {
         Kernel::Portable => &[],
         Kernel::Avx2 => &["avx2", "fma"],
         Kernel::Avx512 => &["avx2", "fma", "avx512f"],
+        Kernel::Amx => &[
+            "avx2",
+            "fma",
+            "avx512f",
+            "avx512bw",
+            "avx512vnni",
+            "amx_tile",
+            "amx_int8",
+            "amx_os",
+        ],
     };
     let present = cpu.list();
     needed
@@ -246,7 +309,7 @@ pub fn simd_kernels() -> bool {
 pub struct CpuInfo {
     /// `std::env::consts::ARCH` of the build.
     pub arch: &'static str,
-    pub features: [(&'static str, bool); 5],
+    pub features: [(&'static str, bool); 9],
     /// The float32 kernel families this CPU runs, in increasing order of preference.
     pub float32_kernels: Vec<&'static str>,
     /// The int8 kernels this CPU runs, likewise.
@@ -453,8 +516,9 @@ fn f32_kernel_portable<const R: usize>(
 pub struct PackedI8 {
     pub in_dim: usize,
     pub out_dim: usize,
-    /// `in_dim` rounded up to a multiple of 4 (the depth of one `vpmaddubsw` pair and of
-    /// one `vpdpbusd`).
+    /// `in_dim` rounded up to a multiple of [`KT`] (one AMX tile's depth; a multiple of
+    /// the 4 inputs of one `vpmaddubsw` pair or `vpdpbusd`). The padding is zero in the
+    /// weights and in the quantised activations, so it adds nothing to any sum.
     k4: usize,
     /// `[n_panels, k4 / 4, NR, 4]`: for each group of 4 inputs, 4 consecutive bytes per
     /// output column (one zmm per group and panel); zero in the padding.
@@ -468,7 +532,7 @@ impl PackedI8 {
     /// (symmetric, `max |w| / 127`).
     pub fn quantize(w: &[f32], out_dim: usize, in_dim: usize) -> Self {
         assert_eq!(w.len(), out_dim * in_dim);
-        let k4 = in_dim.div_ceil(4) * 4;
+        let k4 = in_dim.div_ceil(KT).max(1) * KT;
         let mut data = vec![0i8; n_panels(out_dim) * k4 * NR];
         let mut scales = vec![0.0f32; out_dim];
         for (o, row) in w.chunks_exact(in_dim.max(1)).take(out_dim).enumerate() {
@@ -520,7 +584,8 @@ impl PackedI8 {
             kernel.int8_name()
         );
         qa.clear();
-        qa.resize(n_rows * k4, 0);
+        // Whole AMX tiles of rows: the tail tile reads zero rows past `n_rows`.
+        qa.resize(n_rows.div_ceil(TR) * TR * k4, 0);
         let mut row_scale = vec![0.0f32; n_rows];
         for ((row, q), s) in a
             .chunks_exact(k.max(1))
@@ -535,6 +600,11 @@ impl PackedI8 {
                     *q = (v.max(0.0) * inv).round().min(127.0) as u8;
                 }
             }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if kernel == Kernel::Amx {
+            self.matmul_amx(qa, &row_scale, n_rows, out);
+            return;
         }
         let mr = if kernel == Kernel::Avx512 {
             MR_I8_MAX
@@ -556,6 +626,50 @@ impl PackedI8 {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl PackedI8 {
+    /// The AMX int8 product: blocks of up to 32 rows × 32 columns (2 × 2 accumulator
+    /// tiles), each panel pair's weights reused by every row block while they are in cache.
+    /// `qa` holds whole 16-row tiles (zero past `n_rows`).
+    fn matmul_amx(&self, qa: &[u8], row_scale: &[f32], n_rows: usize, out: &mut [f32]) {
+        let (k4, m) = (self.k4, self.out_dim);
+        let panels = n_panels(m);
+        assert!(qa.len() >= n_rows.div_ceil(TR) * TR * k4 && self.data.len() == panels * k4 * NR);
+        assert!(CpuFeatures::detect().has_int8(Kernel::Amx));
+        let mut c = [[0i32; 2 * NR]; 2 * TR];
+        // SAFETY: AMX-TILE/INT8 were detected and the OS granted the tile state; the tiles
+        // read `qa` rows [i0, i0 + 16·row_tiles) (inside `qa`, checked above) and whole
+        // panels (inside `data`); the configuration is released before returning.
+        unsafe {
+            x86::amx_i8_config();
+            for p in (0..panels).step_by(2) {
+                let col_tiles = (panels - p).min(2);
+                let b = self.data.as_ptr().add(p * k4 * NR);
+                for i0 in (0..n_rows).step_by(2 * TR) {
+                    let rows = (n_rows - i0).min(2 * TR);
+                    let a = qa.as_ptr().add(i0 * k4);
+                    match (rows > TR, col_tiles == 2) {
+                        (true, true) => x86::amx_i8_block::<2, 2>(a, k4, b, &mut c),
+                        (true, false) => x86::amx_i8_block::<2, 1>(a, k4, b, &mut c),
+                        (false, true) => x86::amx_i8_block::<1, 2>(a, k4, b, &mut c),
+                        (false, false) => x86::amx_i8_block::<1, 1>(a, k4, b, &mut c),
+                    }
+                    let cols = (m - p * NR).min(col_tiles * NR);
+                    let scales = &self.scales[p * NR..p * NR + cols];
+                    for (r, c_r) in c[..rows].iter().enumerate() {
+                        let sa = row_scale[i0 + r];
+                        let o = &mut out[(i0 + r) * m + p * NR..][..cols];
+                        for ((o, &x), &sw) in o.iter_mut().zip(c_r).zip(scales) {
+                            *o = x as f32 * (sa * sw);
+                        }
+                    }
+                }
+            }
+            x86::amx_release();
         }
     }
 }
@@ -637,8 +751,112 @@ fn i8_kernel_portable(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{KC, MR, MR_512, MR_I8_MAX, NR};
+    use super::{KC, KT, MR, MR_512, MR_I8_MAX, NR, TR};
+    use std::arch::asm;
     use std::arch::x86_64::*;
+
+    /// CPUID leaf 7's AMX-TILE, AMX-INT8 and AMX-BF16 bits.
+    pub fn amx_cpuid() -> (bool, bool, bool) {
+        // SAFETY: CPUID exists on every x86-64 CPU; leaf 7 is read only when reported.
+        #[allow(unused_unsafe)]
+        let edx = unsafe {
+            if __cpuid(0).eax < 7 {
+                return (false, false, false);
+            }
+            __cpuid_count(7, 0).edx
+        };
+        (edx >> 24 & 1 == 1, edx >> 25 & 1 == 1, edx >> 22 & 1 == 1)
+    }
+
+    /// Asks Linux for this process's permission to use the AMX tile data (once per
+    /// process: the grant covers every thread). False where refused or not Linux.
+    pub fn request_amx_permission() -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+            const XFEATURE_XTILEDATA: libc::c_long = 18;
+            // SAFETY: arch_prctl with these arguments only changes the process's allowed
+            // extended state; it fails cleanly where unsupported.
+            unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            false
+        }
+    }
+
+    /// Loads the tile configuration of the int8 kernel on this thread: palette 1, every
+    /// tile 16 rows × 64 bytes (`tmm0..3` i32 accumulators, `tmm4/5` activations, `tmm6/7`
+    /// weights).
+    ///
+    /// # Safety
+    /// The CPU must have AMX-TILE and the OS must have granted the tile state.
+    pub unsafe fn amx_i8_config() {
+        let mut cfg = [0u8; 64];
+        cfg[0] = 1;
+        for t in 0..8 {
+            cfg[16 + 2 * t..18 + 2 * t].copy_from_slice(&(KT as u16).to_le_bytes());
+            cfg[48 + t] = TR as u8;
+        }
+        asm!("ldtilecfg [{}]", in(reg) cfg.as_ptr(), options(nostack, readonly));
+    }
+
+    /// Releases this thread's tile state.
+    ///
+    /// # Safety
+    /// As [`amx_i8_config`].
+    pub unsafe fn amx_release() {
+        asm!("tilerelease", options(nostack, nomem));
+    }
+
+    /// `c[r][c] = sum_k a[r*k4 + k] * w[c][k]` (exact i32) for `RT` tiles of 16 rows and
+    /// `CT` panels of 16 columns (the panels at `b`, `k4 * NR` bytes each).
+    ///
+    /// # Safety
+    /// [`amx_i8_config`] must be loaded on this thread; `a` readable for `16·RT` rows of
+    /// `k4` bytes, `b` for `CT` panels; `k4` a multiple of 64.
+    #[inline(always)]
+    pub unsafe fn amx_i8_block<const RT: usize, const CT: usize>(
+        a: *const u8,
+        k4: usize,
+        b: *const i8,
+        c: &mut [[i32; 2 * NR]; 2 * TR],
+    ) {
+        const B_STRIDE: usize = NR * 4;
+        asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+        let b1 = b.wrapping_add(k4 * NR);
+        let a1 = a.wrapping_add(TR * k4);
+        for kk in (0..k4).step_by(KT) {
+            // A panel's 16 groups of 4 inputs from kk on: 16 rows of 64 bytes.
+            let (bk0, bk1) = (b.add(kk * NR), b1.wrapping_add(kk * NR));
+            asm!("tileloadd tmm4, [{0} + {1}*1]", in(reg) a.add(kk), in(reg) k4, options(nostack, readonly));
+            asm!("tileloadd tmm6, [{0} + {1}*1]", in(reg) bk0, in(reg) B_STRIDE, options(nostack, readonly));
+            asm!("tdpbusd tmm0, tmm4, tmm6", options(nostack, nomem));
+            if CT == 2 {
+                asm!("tileloadd tmm7, [{0} + {1}*1]", in(reg) bk1, in(reg) B_STRIDE, options(nostack, readonly));
+                asm!("tdpbusd tmm1, tmm4, tmm7", options(nostack, nomem));
+            }
+            if RT == 2 {
+                asm!("tileloadd tmm5, [{0} + {1}*1]", in(reg) a1.wrapping_add(kk), in(reg) k4, options(nostack, readonly));
+                asm!("tdpbusd tmm2, tmm5, tmm6", options(nostack, nomem));
+                if CT == 2 {
+                    asm!("tdpbusd tmm3, tmm5, tmm7", options(nostack, nomem));
+                }
+            }
+        }
+        let ldc = 2 * NR * 4;
+        let c0 = c.as_mut_ptr() as *mut i32;
+        asm!("tilestored [{0} + {1}*1], tmm0", in(reg) c0, in(reg) ldc, options(nostack));
+        if CT == 2 {
+            asm!("tilestored [{0} + {1}*1], tmm1", in(reg) c0.add(NR), in(reg) ldc, options(nostack));
+        }
+        if RT == 2 {
+            asm!("tilestored [{0} + {1}*1], tmm2", in(reg) c0.add(TR * 2 * NR), in(reg) ldc, options(nostack));
+            if CT == 2 {
+                asm!("tilestored [{0} + {1}*1], tmm3", in(reg) c0.add(TR * 2 * NR + NR), in(reg) ldc, options(nostack));
+            }
+        }
+    }
 
     /// `tile[r][..] = sum_{p < kc} a[r*lda + p] * b[p*NR .. p*NR + NR]` for `r < R`.
     ///
@@ -915,8 +1133,8 @@ mod tests {
     /// Sizes around every tile edge: rows around 4/6/8 (int8, float32 AVX2, AVX-512
     /// micro-tiles), depth around 4 and KC = 256, columns around 16 and 32 (one and two
     /// panels), and the odd sizes of real layers.
-    const ROWS: [usize; 12] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17, 33];
-    const DEPTHS: [usize; 12] = [1, 3, 4, 15, 16, 17, 31, 63, 255, 256, 257, 385];
+    const ROWS: [usize; 14] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17, 31, 33, 64];
+    const DEPTHS: [usize; 14] = [1, 3, 4, 15, 16, 17, 31, 63, 64, 129, 255, 256, 257, 385];
     const COLS: [usize; 13] = [1, 3, 15, 16, 17, 31, 32, 33, 47, 63, 65, 127, 385];
 
     #[test]
@@ -1140,6 +1358,18 @@ mod tests {
             avx512vnni: true,
             ..skylake_x
         };
+        let amx = CpuFeatures {
+            amx_tile: true,
+            amx_int8: true,
+            amx_bf16: true,
+            amx_os: true,
+            ..sapphire
+        };
+        // The CPU has the tiles but the OS refused this process the tile state.
+        let amx_refused = CpuFeatures {
+            amx_os: false,
+            ..amx
+        };
         let k = |f32: Kernel, int8: Kernel| Kernels { float32: f32, int8 };
         use Kernel::*;
         for (requested, no_simd, cpu, want, warns) in [
@@ -1165,6 +1395,15 @@ mod tests {
             (None, true, sapphire, k(Portable, Portable), false),
             (Some(Portable), true, sapphire, k(Portable, Portable), false),
             (Some(Avx512), true, sapphire, k(Portable, Portable), true),
+            // AMX: int8 only; float32 stays on AVX-512F.
+            (None, false, amx, k(Avx512, Amx), false),
+            (Some(Amx), false, amx, k(Avx512, Amx), false),
+            (Some(Avx512), false, amx, k(Avx512, Avx512), false),
+            (None, false, amx_refused, k(Avx512, Avx512), false),
+            (Some(Amx), false, amx_refused, k(Avx512, Avx512), true),
+            (Some(Amx), false, sapphire, k(Avx512, Avx512), true),
+            (Some(Amx), false, avx2, k(Avx2, Avx2), true),
+            (Some(Amx), true, amx, k(Portable, Portable), true),
         ] {
             let (got, warnings) = choose_kernels(requested, no_simd, cpu);
             assert_eq!(got, want, "{requested:?} no_simd={no_simd} {cpu:?}");
@@ -1179,6 +1418,14 @@ mod tests {
             w[0].contains("LUXICAL_KERNEL=avx512")
                 && w[0].contains("avx512f")
                 && w[0].contains("avx2 kernel"),
+            "{w:?}"
+        );
+        let (_, w) = choose_kernels(Some(Amx), false, amx_refused);
+        assert!(
+            w[0].contains("LUXICAL_KERNEL=amx")
+                && w[0].contains("amx_os")
+                && !w[0].contains("amx_tile")
+                && w[0].contains("avx512-vnni int8 kernel"),
             "{w:?}"
         );
         // The process's choice is one the CPU runs.

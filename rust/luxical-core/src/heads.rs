@@ -97,7 +97,8 @@ fn products(x: &[f64], n: usize, w: &[f64], m: usize, d: usize, out: &mut [f64])
     {
         match kernels().float32 {
             // SAFETY: `kernels()` only chooses a kernel this CPU has.
-            Kernel::Avx512 => return unsafe { products_avx512(x, n, w, m, d, out) },
+            // The float32 kernel is never AMX (no float tiles); AVX-512F is under it.
+            Kernel::Avx512 | Kernel::Amx => return unsafe { products_avx512(x, n, w, m, d, out) },
             Kernel::Avx2 => return unsafe { products_avx2(x, n, w, m, d, out) },
             Kernel::Portable => {}
         }
