@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/python -m pip install -q pdoc
 rm -rf site/api
-.venv/bin/python -W error -m pdoc luxical luxical.embedder luxical.errors luxical.arrow luxical.spark luxical.dask luxical.ray luxical.sentence_transformers luxical.training luxical.health luxical.heads luxical.cli -o site/api
+.venv/bin/python -W error -m pdoc luxical luxical.embedder luxical.errors luxical.arrow luxical.spark luxical.dask luxical.ray luxical.polars luxical.sentence_transformers luxical.training luxical.health luxical.heads luxical.hub luxical.cli -o site/api
 echo "API reference: site/api/index.html"

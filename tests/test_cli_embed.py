@@ -231,7 +231,10 @@ def test_a_failed_run_leaves_nothing_at_the_output_path_and_never_overwrites_an_
     refuse([src, "--out", model, "--model", model], "is also the model")
     assert model.read_bytes() == b"not really a model"
     refuse([src, "--out", tmp_path / "missing" / "o.parquet"], "does not exist")
-    refuse([src, "--out", tmp_path / "sub"], "is a directory")
+    # --out ending in .parquet is one file: an existing directory of that name is refused
+    # (any other --out is a directory of shards, tests/test_cli_shards.py).
+    (tmp_path / "sub.parquet").mkdir()
+    refuse([src, "--out", tmp_path / "sub.parquet"], "is a directory")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -12,6 +12,7 @@ import pandas as pd  # noqa: E402
 
 import luxical  # noqa: E402
 import luxical.dask  # noqa: E402
+from luxical.quantize import INT8_SCALE, quantize  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +92,43 @@ def test_nulls(client, fixture_embedder, fixture_model_path):
     assert not empty[1].any()
     with pytest.raises(ValueError, match="cannot hold nulls"):
         luxical.dask.embed_array(ds, fixture_model_path, nulls="null")
+
+
+def test_int8_to_parquet_with_the_recorded_scale(client, many_real_texts, fixture_embedder, fixture_model_path, tmp_path):
+    """A Dask column has no metadata: parquet_metadata() puts the record in every file
+    (custom_metadata), and dequantize(directory) reads the codes at that scale."""
+    from test_quantize import assert_int8_file_round_trip
+
+    texts = many_real_texts[:3000]
+    emb = fixture_embedder(texts)
+    ddf = dd.from_pandas(pd.DataFrame({"id": np.arange(len(texts)), "text": texts}), npartitions=4)
+    ddf["embedding"] = luxical.dask.embed_series(ddf["text"], fixture_model_path, quantize="int8", num_threads=1)
+    meta = luxical.dask.parquet_metadata(fixture_model_path, quantize="int8")
+    ddf[["id", "embedding"]].to_parquet(tmp_path / "int8", schema=None, custom_metadata=meta)
+    assert_int8_file_round_trip(tmp_path / "int8", emb, INT8_SCALE)
+    # an explicit scale through embed_frame (heads see the float embeddings)
+    from test_heads import _random_heads
+
+    heads = _random_heads(fixture_embedder.dim, emb[:300])[:1]
+    framed = luxical.dask.embed_frame(ddf["text"], fixture_model_path, heads=heads, quantize="int8", scale=0.4, num_threads=1)
+    framed["id"] = ddf["id"]
+    framed[["id", "embedding"]].to_parquet(
+        tmp_path / "int8-0.4", schema=None,
+        custom_metadata=luxical.dask.parquet_metadata(fixture_model_path, quantize="int8", scale=0.4),
+    )
+    assert_int8_file_round_trip(tmp_path / "int8-0.4", emb, 0.4)
+    np.testing.assert_allclose(framed["quality_score"].compute().to_numpy(np.float32), heads[0].apply(emb)["quality_score"], rtol=1e-6)
+    # embed_array gives the same codes; binary codes are (n, ceil(dim / 8))
+    arr = luxical.dask.embed_array(ddf["text"], fixture_model_path, quantize="int8", num_threads=1)
+    assert arr.dtype == np.int8
+    np.testing.assert_array_equal(arr.compute(), quantize(emb, "int8", scale=INT8_SCALE))
+    bits = luxical.dask.embed_array(ddf["text"], fixture_model_path, quantize="binary", num_threads=1)
+    assert bits.shape[1] == (fixture_embedder.dim + 7) // 8
+    np.testing.assert_array_equal(bits.compute(), quantize(emb, "binary"))
+    with pytest.raises(ValueError, match=r"scale=0\.5 applies to quantize=\"int8\" or \"uint8\" only, not quantize='binary'"):
+        luxical.dask.embed_series(ddf["text"], fixture_model_path, quantize="binary", scale=0.5)
+    with pytest.raises(ValueError, match="quantize must be"):
+        luxical.dask.embed_series(ddf["text"], fixture_model_path, quantize="int4")
 
 
 @pytest.mark.parametrize("precision", ["float32", "int8"])

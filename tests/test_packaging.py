@@ -48,7 +48,7 @@ def test_core_install_needs_only_numpy():
     core = [r for r in requires if "extra ==" not in r]
     assert [re.split(r"[<>=!~ ;\[]", r)[0].lower() for r in core] == ["numpy"]
     extras = set(metadata.metadata("luxical").get_all("Provides-Extra") or [])
-    assert {"train", "spark", "dask", "ray", "dev"} <= extras
+    assert {"train", "spark", "dask", "ray", "polars", "hub", "dev"} <= extras
 
 
 def test_import_is_light():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,8 @@ pytest.importorskip("ray.data", reason="needs ray[data]")
 import pyarrow as pa  # noqa: E402
 
 import luxical.ray  # noqa: E402
-from luxical.quantize import quantize  # noqa: E402
+import luxical  # noqa: E402
+from luxical.quantize import INT8_SCALE, quantize  # noqa: E402
 
 # Ray Data sets its own deprecated options internally (e.g. use_push_based_shuffle).
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -58,6 +61,42 @@ def test_quantized_and_nulls(ray_session, fixture_embedder, fixture_model_path):
     want = quantize(fixture_embedder(["first document", "a third one"]), "uint8")
     np.testing.assert_array_equal(np.frombuffer(col[0].as_py(), np.uint8), want[0])
     np.testing.assert_array_equal(np.frombuffer(col[2].as_py(), np.uint8), want[1])
+
+
+def test_int8_scale_rides_in_the_arrow_field_and_the_parquet_files(ray_session, many_real_texts, fixture_embedder, fixture_model_path, tmp_path):
+    from test_quantize import assert_int8_file_round_trip
+
+    texts = many_real_texts[:2000]
+    emb = fixture_embedder(texts)
+    table = pa.table({"id": np.arange(len(texts)), "text": texts})
+    ds = ray.data.from_arrow([table.slice(i, 500) for i in range(0, len(texts), 500)])  # 4 blocks
+    out = ds.map_batches(
+        luxical.ray.LuxicalEmbed, fn_constructor_kwargs={"model": str(fixture_model_path), "quantize": "int8"},
+        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=2), num_cpus=1,
+    )
+    # select_columns drops the field's metadata; the schema's record (kept) still says the scale
+    out.select_columns(["id", "embedding"]).write_parquet(str(tmp_path / "int8"))
+    assert_int8_file_round_trip(tmp_path / "int8", emb, INT8_SCALE)
+    # the blocks themselves (Arrow tables) carry the record on the field and in the schema
+    blocks = pa.concat_tables(ray.get(out.to_arrow_refs()))
+    record = {"precision": "int8", "dim": fixture_embedder.dim, "scale": INT8_SCALE}
+    assert json.loads(blocks.schema.field("embedding").metadata[b"luxical"]) == record
+    assert json.loads(blocks.schema.metadata[b"luxical"])["columns"] == {"embedding": record}
+    ids = blocks.column("id").to_numpy()
+    np.testing.assert_array_equal(luxical.dequantize(blocks), luxical.dequantize(quantize(emb[ids], "int8", scale=INT8_SCALE), "int8", scale=INT8_SCALE))
+    given = _run(ds, model=str(fixture_model_path), quantize="int8", scale=0.4)
+    np.testing.assert_array_equal(
+        luxical.dequantize(given), luxical.dequantize(quantize(emb[given.column("id").to_numpy()], "int8", scale=0.4), "int8", scale=0.4)
+    )
+    with pytest.raises(ValueError, match=r"quantised with scale 0\.4, but scale=0\.6 was passed"):
+        luxical.dequantize(given, scale=INT8_SCALE)
+    # uint8 (binary rows) at its recorded 0.5
+    u8 = _run(ds, actors=1, model=str(fixture_model_path), quantize="uint8")
+    codes = np.array([np.frombuffer(b, np.uint8) for b in u8.column("embedding").to_pylist()])
+    np.testing.assert_array_equal(codes, quantize(emb[u8.column("id").to_numpy()], "uint8", scale=0.5))
+    np.testing.assert_array_equal(luxical.dequantize(u8), luxical.dequantize(codes, "uint8", scale=0.5))
+    with pytest.raises(ValueError, match=r"scale=0\.5 applies to quantize=\"int8\" or \"uint8\" only, not quantize=None"):
+        luxical.ray.LuxicalEmbed(str(fixture_model_path), scale=0.5)
 
 
 def test_numpy_and_pandas_batches(fixture_embedder, fixture_model_path):

@@ -17,6 +17,7 @@ NEEDS = {
     "spark": "pyspark",
     "dask": "distributed",
     "ray": "ray",
+    "polars": "polars",
     "sentence-transformers": "sentence_transformers",
     "multiprocessing": "luxical",
     "heads": "sklearn",

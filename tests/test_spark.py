@@ -18,7 +18,9 @@ from pyspark.sql import SparkSession  # noqa: E402
 import luxical  # noqa: E402
 import luxical.spark  # noqa: E402
 from luxical._luxical import Tokenizer, exact_ngram_counts  # noqa: E402
-from luxical.quantize import quantize  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from luxical.quantize import INT8_SCALE, quantize  # noqa: E402
 
 PAD = 2**32 - 1
 TASK_CPUS = 2
@@ -114,7 +116,45 @@ def test_quantized_outputs(spark, fixture_embedder, fixture_model_path, many_rea
     got = np.array([np.frombuffer(r["embedding"], dtype=np.uint8) for r in rows])
     np.testing.assert_array_equal(got, quantize(exact, "uint8"))
     rows = luxical.spark.embed_dataframe(df, "text", model=fixture_model_path, quantize="int8").collect()
-    np.testing.assert_array_equal(np.array([r["embedding"] for r in rows], dtype=np.int8), quantize(exact, "int8"))
+    # int8 at the measured default scale (0.6, no longer 0.5)
+    np.testing.assert_array_equal(np.array([r["embedding"] for r in rows], dtype=np.int8), quantize(exact, "int8", scale=INT8_SCALE))
+
+
+def test_int8_scale_is_recorded_and_survives_write_parquet(spark, fixture_embedder, fixture_model_path, many_real_texts, tmp_path):
+    """The scale rides in the StructField metadata, which df.write.parquet stores in the
+    files' Spark schema: luxical.dequantize(directory) needs no arguments."""
+    from test_quantize import assert_int8_file_round_trip
+
+    texts = many_real_texts[:2000]
+    emb = fixture_embedder(texts)
+    dim = fixture_embedder.dim
+    df = spark.createDataFrame([(i, t) for i, t in enumerate(texts)], "id long, text string").repartition(3)
+    out = luxical.spark.embed_dataframe(df, "text", model=fixture_model_path, quantize="int8")
+    assert out.schema["embedding"].metadata == {"luxical": {"precision": "int8", "dim": dim, "scale": INT8_SCALE}}
+    out.select("id", "embedding").write.parquet(str(tmp_path / "int8"))
+    assert_int8_file_round_trip(tmp_path / "int8", emb, INT8_SCALE)
+    assert spark.read.parquet(str(tmp_path / "int8")).schema["embedding"].metadata["luxical"]["scale"] == INT8_SCALE
+    # an explicit scale
+    given = luxical.spark.embed_dataframe(df, "text", model=fixture_model_path, quantize="int8", scale=0.4)
+    given.select("id", "embedding").write.parquet(str(tmp_path / "int8-0.4"))
+    assert_int8_file_round_trip(tmp_path / "int8-0.4", emb, 0.4)
+    # uint8 codes are binary rows; float output records float32
+    u8 = luxical.spark.embed_dataframe(df, "text", model=fixture_model_path, quantize="uint8")
+    u8.select("id", "embedding").write.parquet(str(tmp_path / "uint8"))
+    table = pq.read_table(tmp_path / "uint8")
+    codes = np.array([np.frombuffer(b, np.uint8) for b in table.column("embedding").to_pylist()])
+    ids = table.column("id").to_numpy()
+    np.testing.assert_array_equal(codes, quantize(emb[ids], "uint8", scale=0.5))
+    np.testing.assert_array_equal(luxical.dequantize(tmp_path / "uint8"), luxical.dequantize(codes, "uint8", scale=0.5))
+    floats = luxical.spark.embed_dataframe(df, "text", model=fixture_model_path)
+    assert floats.schema["embedding"].metadata == {"luxical": {"precision": "float32", "dim": dim}}
+    floats.select("id", "embedding").write.parquet(str(tmp_path / "float"))
+    ids = pq.read_table(tmp_path / "float").column("id").to_numpy()
+    np.testing.assert_array_equal(luxical.dequantize(tmp_path / "float"), emb[ids])
+    with pytest.raises(ValueError, match=r"scale=0\.5 applies to quantize=\"int8\" or \"uint8\" only, not quantize='binary'"):
+        luxical.spark.embed_dataframe(df, "text", model=fixture_model_path, quantize="binary", scale=0.5)
+    with pytest.raises(ValueError, match="scale must be a finite number > 0"):
+        luxical.spark.embed_dataframe(df, "text", model=fixture_model_path, quantize="int8", scale=0)
 
 
 def test_bad_arguments_fail_on_the_driver(spark, fixture_model_path):
@@ -218,3 +258,39 @@ def test_heads_columns_equal_numpy_on_the_embeddings(spark, fixture_embedder, fi
     assert rows[0]["domain_id"] == int(model.with_heads(*heads)(["first document"])["domain_id"][0])
     with pytest.raises(ValueError, match="output_col=None needs heads"):
         luxical.spark.embed_dataframe(df, "text", model=model, output_col=None)
+
+
+def test_udf_with_heads_gives_a_struct_equal_to_numpy_on_its_embeddings(spark, fixture_embedder, fixture_model_path, many_real_texts, tmp_path):
+    from test_heads import _close, _ids_match, _random_heads
+
+    texts = many_real_texts[:1500]
+    heads = _random_heads(fixture_embedder.dim, fixture_embedder(texts[:300]))
+    heads[0].save(tmp_path / "quality.npz")  # one given as a file, the rest as objects
+    given = [tmp_path / "quality.npz", *heads[1:]]
+    columns = [c for h in heads for c in h.columns]
+    df = spark.createDataFrame([(i, t) for i, t in enumerate(texts)], "id long, text string").repartition(3)
+    embed = luxical.spark.embed_udf(model=fixture_model_path, heads=given)
+    scored = df.withColumn("out", embed("text"))
+    struct = scored.schema["out"].dataType
+    assert struct.fieldNames() == ["embedding", *columns]
+    assert struct["domain_id"].dataType.simpleString() == "int" and struct["quality_score"].dataType.simpleString() == "float"
+    rows = scored.select("id", "out.*").orderBy("id").collect()
+    assert list(rows[0].asDict()) == ["id", "embedding", *columns]
+    emb = _embeddings(rows)
+    np.testing.assert_array_equal(emb, fixture_embedder(texts))
+    got = {c: np.array([r[c] for r in rows]) for c in columns}
+    want = {k: v for h in heads for k, v in h.apply(emb).items()}
+    _close(got, want, columns, "spark udf")
+    _ids_match(heads[-1], emb, got, "spark udf")
+    # heads only, from a model made with heads; a null text gives a struct of nulls
+    lean = luxical.spark.embed_udf(model=fixture_embedder.with_heads(*heads), embeddings=False, nulls="null")
+    rows = df.withColumn("out", lean("text")).select("id", "out.*").orderBy("id").collect()
+    assert list(rows[0].asDict()) == ["id", *columns]
+    for c in columns:
+        np.testing.assert_array_equal(np.array([r[c] for r in rows]), got[c], err_msg=c)
+    nulls = spark.createDataFrame([(1, "first document"), (2, None)], "id long, text string")
+    rows = nulls.withColumn("out", lean("text")).orderBy("id").collect()
+    assert rows[1]["out"] is not None and all(v is None for v in rows[1]["out"].asDict().values())
+    assert rows[0]["out"]["domain_id"] == int(fixture_embedder.with_heads(*heads)(["first document"])["domain_id"][0])
+    with pytest.raises(ValueError, match="embeddings=False needs heads"):
+        luxical.spark.embed_udf(model=fixture_model_path, embeddings=False)

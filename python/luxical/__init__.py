@@ -55,7 +55,10 @@ __all__ = [
 ]
 
 _DEFAULT_MODEL_FILE = Path(__file__).parent / "models" / "default.npz"
-_cache: dict[tuple[str, str, bool | None], Embedder] = {}
+# (path, precision, mmap) or ("hub", repo id, revision, filename, precision, mmap) -> model
+_cache: dict[tuple[Any, ...], Embedder] = {}
+# The stat of each cached .safetensors file when it was read (see `load`).
+_stamps: dict[tuple[Any, ...], tuple[int, ...] | None] = {}
 _cache_lock = threading.Lock()
 
 
@@ -107,29 +110,94 @@ def load(
     *,
     precision: str = "float32",
     mmap: bool | None = None,
+    revision: str | None = None,
+    filename: str | None = None,
 ) -> Embedder:
     """Loads a model once per process and caches it (cheap to call from a UDF).
 
-    A cached model is returned only while the file still holds it: a replaced or rewritten
-    file is noticed (by its stat, else its fingerprint) and loaded again (a file removed
-    since keeps its cached model).
+    What `model` names, checked in this order:
+
+    1. None: the default model shipped in the package; an `Embedder`: itself, as is.
+    2. An existing file: that model file, a reference ``.npz`` (format version 1) or, by
+       its ``.safetensors`` suffix, the reference's Hugging Face export.
+    3. An existing folder: a model folder laid out like a Hub repo (a snapshot); the
+       file in it is chosen as by :meth:`Embedder.from_pretrained`.
+    4. A ``str`` that is no existing file or folder and has the shape ``owner/name``
+       (letters, digits, ``-``, ``_``, ``.``; not ending in ``.npz`` or ``.safetensors``):
+       a Hugging Face Hub model repo, through :meth:`Embedder.from_pretrained` (needs
+       ``pip install 'luxical[hub]'``). A local folder of the same name wins; write
+       ``./owner/name`` to mean only the folder. A ``pathlib.Path`` is never a Hub name.
+    5. Anything else: `FileNotFoundError` naming it.
+
+    A cached model from a file is returned only while the file still holds it: a replaced
+    or rewritten file is noticed (by its stat, else its fingerprint) and loaded again (a
+    file removed since keeps its cached model). A Hub repo is resolved on the first call
+    only; later calls with the same arguments return the cached model without contacting
+    the Hub.
 
     Args:
-        model: Path of a ``.npz`` model, an `Embedder` (returned as is), or None for the
-            default model shipped in the package.
+        model: A path, a Hub model id, an `Embedder`, or None (see above).
         precision: ``"float32"`` (exact) or ``"int8"``; see :meth:`Embedder.load`.
         mmap: share the weights between processes through a memory-mapped weight-cache
             file; see :meth:`Embedder.load`.
+        revision: Hub branch, tag or commit hash (Hub repos only; default ``main``).
+        filename: The model file inside a Hub repo or a folder.
+
+    Raises:
+        FileNotFoundError: no such file, folder, repo or revision (the message names it).
+        ImportError: a Hub name, or a ``.safetensors`` file, without the ``hub`` extra
+            (the message names it).
+        luxical.errors.ModelFormatError: the file is damaged or not a Luxical model.
+        ValueError: `revision` or `filename` given with a file path; an empty name.
     """
     if isinstance(model, Embedder):
         return model
+    if isinstance(model, str) and not model:
+        raise ValueError("cannot load model '': an empty name is neither a path nor a Hub repo id")
+    from luxical import hub
+
+    if isinstance(model, str) and hub.is_repo_id(model) and not os.path.exists(model):
+        key: tuple[Any, ...] = ("hub", model, revision, filename, precision, mmap)
+        with _cache_lock:
+            cached = _cache.get(key)
+            if cached is None:
+                try:
+                    cached = Embedder.from_pretrained(
+                        model, revision=revision, filename=filename, precision=precision, mmap=mmap
+                    )
+                except FileNotFoundError as exc:
+                    raise FileNotFoundError(f"{exc} (there is no local file or folder '{model}' either)") from exc
+                _cache[key] = cached
+            return cached
     path = default_model_path() if model is None else Path(model)
+    if path.is_dir():
+        # A local snapshot folder: pick its model file (no Hub access), then load that file.
+        path = hub._resolve(path, revision=revision, filename=filename, cache_dir=None, token=None,
+                            local_files_only=True).path
+    elif revision is not None or filename is not None:
+        raise ValueError(
+            f"revision= and filename= apply to Hugging Face Hub repos and model folders, not to '{path}'"
+        )
     key = (str(path.resolve()), precision, mmap)
     with _cache_lock:
         cached = _cache.get(key)
-        if cached is None or (path.exists() and not cached._source_unchanged()):
+        if hub._layout(path) == "safetensors":
+            # Its model file is a converted copy (or none): the .safetensors file's stat decides.
+            stamp = _stamp(path)
+            if cached is None or _stamps.get(key) != stamp:
+                cached = _cache[key] = hub.load_file(path, precision=precision, mmap=mmap)
+                _stamps[key] = stamp
+        elif cached is None or (path.exists() and not cached._source_unchanged()):
             cached = _cache[key] = Embedder.load(path, precision=precision, mmap=mmap)
         return cached
+
+
+def _stamp(path: Path) -> tuple[int, ...] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def embed(texts: Any, model: str | os.PathLike[str] | Embedder | None = None, **kwargs: Any) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""Embedding one text column of a data-engine batch (Spark, Dask, Ray, the CLI), with a
-null policy and optional quantisation, shared by the integrations."""
+"""Embedding one text column of a data-engine batch (Spark, Dask, Ray, Polars), with a
+null policy and optional quantisation at a recorded scale, shared by the integrations."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 
 from luxical._luxical import DEFAULT_MAX_TOKENS
 from luxical.embedder import Embedder, _check_max_tokens
+from luxical.quantize import METADATA_KEY, column_metadata, resolve_scale
 from luxical.quantize import quantize as _quantize
 
 NullPolicy = Literal["error", "empty", "null"]
@@ -16,13 +17,59 @@ _NULL_POLICIES = ("error", "empty", "null")
 _PRECISIONS = (None, "uint8", "int8", "binary")
 
 
-def check_options(nulls: str, quantize: str | None, max_tokens: int | None = DEFAULT_MAX_TOKENS) -> None:
-    """Refuses unknown option values early (on the driver, not inside a remote task)."""
+def check_options(
+    nulls: str, quantize: str | None, max_tokens: int | None = DEFAULT_MAX_TOKENS, scale: float | None = None
+) -> float | None:
+    """Refuses unknown option values early (on the driver, not inside a remote task);
+    returns the scale to quantise with (`scale`, else the default of `quantize`: see
+    :func:`luxical.quantize.default_scale`; None for float and binary outputs)."""
     _check_max_tokens(max_tokens)
     if nulls not in _NULL_POLICIES:
         raise ValueError(f'nulls must be "error", "empty" or "null", got {nulls!r}')
     if quantize not in _PRECISIONS:
         raise ValueError(f'quantize must be None, "uint8", "int8" or "binary", got {quantize!r}')
+    return resolve_scale(quantize, scale)
+
+
+def embedding_record(dim: int, quantize: str | None, scale: float | None) -> dict[str, Any]:
+    """luxical's record of an embedding column (precision, dim, scale): what
+    :func:`luxical.dequantize` reads back."""
+    return column_metadata(quantize or "float32", dim, scale=scale)
+
+
+def arrow_field_metadata(dim: int, quantize: str | None, scale: float | None) -> dict[bytes, bytes]:
+    """The Arrow field metadata of an embedding column (as ``luxical embed`` writes it)."""
+    import json
+
+    return {METADATA_KEY: json.dumps(embedding_record(dim, quantize, scale)).encode()}
+
+
+def arrow_schema_metadata(
+    metadata: dict[bytes, bytes] | None, column: str, dim: int, quantize: str | None, scale: float | None
+) -> dict[bytes, bytes]:
+    """`metadata` (a table's schema metadata) with `column`'s record added to luxical's
+    file-level record (``{"format": 1, "columns": {...}}``, as ``luxical embed`` writes it;
+    records of other columns are kept). It outlives steps that drop field metadata, such
+    as Ray Data's ``select_columns``."""
+    import json
+
+    from luxical._luxical import __version__
+
+    out = dict(metadata or {})
+    try:
+        record = json.loads(out[METADATA_KEY]) if METADATA_KEY in out else {}
+    except ValueError:
+        record = {}
+    if not isinstance(record, dict) or "precision" in record:
+        record = {}
+    record.setdefault("format", 1)
+    record.setdefault("luxical_version", __version__)
+    columns = record.get("columns")
+    columns = dict(columns) if isinstance(columns, dict) else {}
+    columns[column] = embedding_record(dim, quantize, scale)
+    record["columns"] = columns
+    out[METADATA_KEY] = json.dumps(record).encode()
+    return out
 
 
 def null_mask(texts: Any) -> np.ndarray | None:
@@ -46,6 +93,7 @@ def embed_column(
     *,
     nulls: str = "error",
     quantize: str | None = None,
+    scale: float | None = None,
     num_threads: int | None = None,
     batch_size: int = 4096,
     max_tokens: int | None = DEFAULT_MAX_TOKENS,
@@ -53,10 +101,10 @@ def embed_column(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Embeds a column that may hold nulls.
 
-    Returns ``(emb, mask)``: the (n, dim) float32 embeddings (or quantised codes), and the
-    null mask when ``nulls="null"`` and the column has nulls (those rows are zero in
-    `emb` and should be written as nulls), else None. `max_tokens` is that of
-    :meth:`Embedder.__call__`.
+    Returns ``(emb, mask)``: the (n, dim) float32 embeddings (or codes quantised at
+    `scale`, default that of `quantize`), and the null mask when ``nulls="null"`` and the
+    column has nulls (those rows are zero in `emb` and should be written as nulls), else
+    None. `max_tokens` is that of :meth:`Embedder.__call__`.
 
     Raises:
         ValueError: a null under ``nulls="error"``, naming its index within `where`.
@@ -66,7 +114,7 @@ def embed_column(
         model = model.with_heads()
     emb = model(texts, num_threads=num_threads, batch_size=batch_size, max_tokens=max_tokens)
     if quantize is not None:
-        emb = _quantize(emb, quantize)  # type: ignore[arg-type]
+        emb = _quantized(emb, quantize, scale)
     if mask is not None and nulls == "null":
         emb[mask] = 0
         return emb, mask
@@ -79,6 +127,7 @@ def embed_column_with_heads(
     *,
     nulls: str = "error",
     quantize: str | None = None,
+    scale: float | None = None,
     num_threads: int | None = None,
     batch_size: int = 4096,
     max_tokens: int | None = DEFAULT_MAX_TOKENS,
@@ -95,11 +144,15 @@ def embed_column_with_heads(
     out = model(texts, num_threads=num_threads, batch_size=batch_size, max_tokens=max_tokens, embeddings=embeddings)
     emb = out.embeddings
     if emb is not None and quantize is not None:
-        emb = _quantize(emb, quantize)  # type: ignore[arg-type]
+        emb = _quantized(emb, quantize, scale)
     keep = mask if mask is not None and nulls == "null" else None
     if keep is not None and emb is not None:
         emb[keep] = 0
     return emb, keep, out.columns
+
+
+def _quantized(emb: np.ndarray, quantize: str, scale: float | None) -> np.ndarray:
+    return _quantize(emb, quantize, scale=resolve_scale(quantize, scale))  # type: ignore[arg-type]
 
 
 def head_arrow_columns(columns: dict[str, np.ndarray], mask: np.ndarray | None) -> list[Any]:

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
+import io
 import json
 import os
+import posixpath
 import re
+import secrets
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 
@@ -49,10 +53,18 @@ def _info(args: argparse.Namespace) -> int:
 #
 # `luxical embed` promises: one output row per input document, in order; any bad input
 # stops the run with exit 2 and one line naming the file, the position and the problem;
-# nothing is left at the output path unless the run succeeded (the Parquet file is
+# nothing is left at a final output name unless it is complete (every Parquet file is
 # written to a temporary file beside it and renamed at the end). Positions count from 1:
 # "line N" for JSON Lines and text files (every physical line, as editors count),
 # "row N" for Parquet and CSV/TSV (data rows; a CSV header is not a row).
+#
+# --out ending in .parquet / .pq is one file (every input, in order); anything else is a
+# directory of shards: one Parquet file per input file, named by the input's path relative
+# to its root (the directory given, the fixed part of a glob, or a plain file's folder)
+# with the extension replaced by .parquet, plus _manifest.json (rewritten atomically after
+# each shard: the record --resume reads) and _SUCCESS (written last). Inputs and outputs
+# may be filesystem URIs (pyarrow.fs, else fsspec); there a "rename" may be a copy, so the
+# manifest and _SUCCESS are the completeness signal.
 
 
 class InputError(ValueError):
@@ -92,6 +104,14 @@ _CSV_BLOCK_BYTES = 64 << 20
 _MAX_THREADS = 4096
 _MAX_BATCH_SIZE = 1 << 20
 _MISSING = object()
+_DEFAULT_BATCH_BYTES = 64 << 20
+# Parquet pages are read through a buffer this large instead of whole column chunks
+# (pre-buffering reads a whole row group, which a producer may have made gigabytes).
+_PARQUET_BUFFER_BYTES = 4 << 20
+_MANIFEST = "_manifest.json"
+_SUCCESS = "_SUCCESS"
+_MANIFEST_FORMAT = 1
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def _int_option(lo: int, hi: int) -> Callable[[str], int]:
@@ -111,12 +131,27 @@ def _int_option(lo: int, hi: int) -> Callable[[str], int]:
 
 @dataclass
 class _Source:
-    path: Path
+    path: Any  # Path of a local file, or the URI (str) of a file on a pyarrow filesystem
     kind: str  # "parquet" | "jsonl" | "csv" | "tsv" | "text"
     compression: str | None
     has_id: bool = False
     id_type: Any = None  # Arrow type of its id column; None when unknown (no non-null JSON id)
     n_rows: int | None = None  # Parquet: from the footer
+    fs: Any = None  # pyarrow FileSystem of a URI input; None for a local path
+    fs_path: str = ""  # the path within `fs`
+    rel: str = ""  # the output shard's name, relative to the output directory
+    file_bytes: int | None = None
+    mtime_ns: int | None = None
+
+
+@dataclass
+class _Input:
+    """One input file found from the command line: where it is and its shard's name."""
+
+    shown: Any  # Path (local) or URI str: how messages name it
+    fs: Any
+    fs_path: str
+    rel: str  # path relative to its root, POSIX separators
 
 
 @dataclass
@@ -127,30 +162,62 @@ class _Batch:
     n_bytes: int
 
 
-def _format_of(path: Path) -> tuple[str, str | None]:
+def _format_of(path: Any, shown: Any = None) -> tuple[str, str | None]:
+    path = PurePosixPath(path) if isinstance(path, str) else path
     suffixes = [s.lower() for s in path.suffixes]
     compression = suffixes.pop() if suffixes and suffixes[-1] in _COMPRESSIONS else None
     kind = _FORMATS.get(suffixes[-1]) if suffixes else None
     if kind is None or (kind == "parquet" and compression):
         found = "".join(path.suffixes[-2:]) or "no extension"
-        raise InputError(f"{path}: unsupported file type ({found}); supported: {_SUPPORTED}")
+        raise InputError(f"{shown or path}: unsupported file type ({found}); supported: {_SUPPORTED}")
     return kind, compression
 
 
+class _RawStream(io.RawIOBase):
+    """A pyarrow input stream as a Python raw file, so that it can be buffered (line
+    iteration) and decompressed by gzip/bz2/lzma."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self._stream.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
+
+
 def _open_binary(src: _Source) -> Any:
+    raw: Any = src.path
+    if src.fs is not None:
+        raw = io.BufferedReader(_RawStream(src.fs.open_input_stream(src.fs_path, compression=None)), 1 << 20)
     if src.compression == ".gz":
         import gzip
 
-        return gzip.open(src.path, "rb")
+        return gzip.open(raw, "rb")
     if src.compression == ".bz2":
         import bz2
 
-        return bz2.open(src.path, "rb")
+        return bz2.open(raw, "rb")
     if src.compression == ".xz":
         import lzma
 
-        return lzma.open(src.path, "rb")
-    return open(src.path, "rb")
+        return lzma.open(raw, "rb")
+    return raw if src.fs is not None else open(src.path, "rb")
+
+
+def _parquet_file(src: _Source) -> Any:
+    import pyarrow.parquet as pq
+
+    if src.fs is not None:
+        return pq.ParquetFile(src.fs_path, filesystem=src.fs, pre_buffer=False, buffer_size=_PARQUET_BUFFER_BYTES)
+    return pq.ParquetFile(src.path, pre_buffer=False, buffer_size=_PARQUET_BUFFER_BYTES)
 
 
 def _json_kind(value: Any) -> str:
@@ -238,33 +305,44 @@ def _text_type_ok(t: Any) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t) or pa.types.is_null(t)
 
 
-def _inspect(path: Path, args: argparse.Namespace, id_column: str | None) -> _Source:
+def _inspect(item: _Input, args: argparse.Namespace, id_column: str | None) -> _Source:
     """Checks one input before anything is written: it exists, its format is known, it
     has the text column (of a string type) and, when required, the id column."""
     try:
-        return _inspect_file(path, args, id_column)
+        return _inspect_file(item, args, id_column)
     except InputError:
         raise
     except Exception as exc:  # e.g. a truncated .gz: EOFError
-        raise InputError(f"{path}: cannot read: {_describe(exc)}") from None
+        raise InputError(f"{item.shown}: cannot read: {_describe(exc)}") from None
 
 
-def _inspect_file(path: Path, args: argparse.Namespace, id_column: str | None) -> _Source:
+def _inspect_file(item: _Input, args: argparse.Namespace, id_column: str | None) -> _Source:
     import pyarrow as pa
 
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if not path.is_file():
-        raise InputError(f"{path}: not a regular file")
-    kind, compression = _format_of(path)
-    src = _Source(path, kind, compression)
+    path = item.shown
+    if item.fs is None:
+        if not path.exists():
+            raise InputError(f"{path}: no such file")
+        if not path.is_file():
+            raise InputError(f"{path}: not a regular file")
+        st = path.stat()
+        size, mtime_ns = st.st_size, st.st_mtime_ns
+    else:
+        import pyarrow.fs as pafs
+
+        info = item.fs.get_file_info(item.fs_path)
+        if info.type == pafs.FileType.NotFound:
+            raise InputError(f"{path}: no such file")
+        if info.type != pafs.FileType.File:
+            raise InputError(f"{path}: not a regular file")
+        size, mtime_ns = info.size, _modified_ns(item.fs, item.fs_path, info)
+    kind, compression = _format_of(item.fs_path if item.fs is not None else path, path)
+    src = _Source(path, kind, compression, fs=item.fs, fs_path=item.fs_path, rel=item.rel, file_bytes=size, mtime_ns=mtime_ns)
     required = args.id_column is not None
     text_column = args.text_column
     if kind == "parquet":
-        import pyarrow.parquet as pq
-
         try:
-            pf = pq.ParquetFile(path)
+            pf = _parquet_file(src)
             schema = pf.schema_arrow
         except Exception as exc:
             raise InputError(f"{path}: cannot read as Parquet: {exc}") from None
@@ -283,7 +361,6 @@ def _inspect_file(path: Path, args: argparse.Namespace, id_column: str | None) -
             raise InputError(f"{path}: no id column {id_column!r} (columns: {names})")
     elif kind in ("csv", "tsv"):
         import csv
-        import io
 
         try:
             with _open_binary(src) as f:
@@ -361,7 +438,7 @@ def _output_target(out: Path, sources: list[_Source], model: str | None) -> Path
         raise InputError(f"--out {out}: is a directory; give a file name, e.g. {out / 'embeddings.parquet'}")
     if not target.parent.is_dir():
         raise InputError(f"--out {out}: directory {target.parent} does not exist")
-    protected = [(s.path, "an input") for s in sources] + ([(Path(model), "the model")] if model else [])
+    protected = [(s.path, "an input") for s in sources if s.fs is None] + ([(Path(model), "the model")] if model else [])
     for path, what in protected:
         same = os.path.realpath(path) == str(target)
         if not same and target.exists() and path.exists():
@@ -450,22 +527,59 @@ def _arrow_text(column: Any) -> Any:
     return column
 
 
-def _read_parquet(src: _Source, args: argparse.Namespace, id_column: str | None, id_type: Any) -> Iterator[_Batch]:
+def _byte_slices(texts: Any, max_rows: int, max_bytes: int) -> Iterator[tuple[int, int, int]]:
+    """(start, end, bytes) of consecutive slices of an Arrow string array holding at most
+    `max_rows` rows and `max_bytes` bytes of text each (a longer single text: alone)."""
+    import numpy as np
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
+    lengths = pc.binary_length(texts).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    ends = np.cumsum(lengths)
+    start, n = 0, len(lengths)
+    while start < n:
+        before = int(ends[start - 1]) if start else 0
+        end = int(np.searchsorted(ends, before + max_bytes, side="right"))
+        end = min(max(end, start + 1), start + max_rows, n)
+        yield start, end, int(ends[end - 1]) - before
+        start = end
+
+
+def _parquet_rows_per_read(pf: Any, text_column: str, max_rows: int, max_bytes: int) -> int:
+    """Rows per `iter_batches` slice so that a slice holds about `max_bytes` of text: from
+    the footer's uncompressed size of the text column in the densest row group."""
+    meta = pf.metadata
+    densest = 0.0
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        if not rg.num_rows:
+            continue
+        for c in range(rg.num_columns):
+            col = rg.column(c)
+            if col.path_in_schema.split(".")[0] == text_column:
+                densest = max(densest, col.total_uncompressed_size / rg.num_rows)
+    if densest <= 0:
+        return max_rows
+    return max(1, min(max_rows, int(max_bytes // densest)))
+
+
+def _read_parquet(src: _Source, args: argparse.Namespace, id_column: str | None, id_type: Any) -> Iterator[_Batch]:
     columns = list(dict.fromkeys([args.text_column] + ([id_column] if id_type is not None else [])))
     start = 0
-    for rb in pq.ParquetFile(src.path).iter_batches(batch_size=args.batch_size, columns=columns):
-        texts = _arrow_text(rb.column(args.text_column))
-        ids = None
+    pf = _parquet_file(src)
+    rows_per_read = _parquet_rows_per_read(pf, args.text_column, args.batch_size, args.batch_bytes)
+    for rb in pf.iter_batches(batch_size=rows_per_read, columns=columns):
+        all_texts = _arrow_text(rb.column(args.text_column))
+        all_ids = None
         if id_type is not None:
             try:
-                ids = rb.column(id_column).cast(id_type)
+                all_ids = rb.column(id_column).cast(id_type)
             except Exception as exc:
                 raise InputError(f"{src.path}: rows {start + 1}-{start + rb.num_rows}: id column {id_column!r} cannot be stored as {id_type}: {exc}") from None
-        n_bytes = pc.sum(pc.binary_length(texts)).as_py() or 0
-        yield _Batch(texts, ids, _rows(start), n_bytes)
+        # The footer's sizes are averages: a slice dense in long texts is cut again.
+        for lo, hi, n_bytes in _byte_slices(all_texts, args.batch_size, args.batch_bytes):
+            texts = all_texts.slice(lo, hi - lo)
+            ids = None if all_ids is None else all_ids.slice(lo, hi - lo)
+            yield _Batch(texts, ids, _rows(start + lo), n_bytes)
         start += rb.num_rows
     if start != src.n_rows:
         raise InputError(f"{src.path}: read {start} rows but the file's footer says {src.n_rows}; the file is damaged")
@@ -488,7 +602,6 @@ def _utf8_column(src: _Source, column: Any, name: str | None, start: int) -> Any
 
 def _read_csv(src: _Source, args: argparse.Namespace, id_column: str | None, id_type: Any) -> Iterator[_Batch]:
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.csv as pcsv
 
     bad_rows: list[Any] = []
@@ -498,7 +611,7 @@ def _read_csv(src: _Source, args: argparse.Namespace, id_column: str | None, id_
         return "error"
 
     columns = list(dict.fromkeys([args.text_column] + ([id_column] if id_type is not None else [])))
-    stream = _open_binary(src) if src.compression else str(src.path)
+    stream = _open_binary(src) if src.compression or src.fs is not None else str(src.path)
     start = 0
     try:
         reader = pcsv.open_csv(
@@ -512,13 +625,13 @@ def _read_csv(src: _Source, args: argparse.Namespace, id_column: str | None, id_
             convert_options=pcsv.ConvertOptions(include_columns=columns, column_types={c: pa.binary() for c in columns}),
         )
         for rb in reader:
-            for offset in range(0, rb.num_rows, args.batch_size):
-                part = rb.slice(offset, args.batch_size)
+            for lo, hi, n_bytes in _byte_slices(rb.column(args.text_column), args.batch_size, args.batch_bytes):
+                part = rb.slice(lo, hi - lo)
                 texts = _utf8_column(src, part.column(args.text_column), args.text_column, start)
                 ids = None
                 if id_type is not None:
                     ids = _utf8_column(src, part.column(id_column), id_column, start).cast(id_type)
-                yield _Batch(texts, ids, _rows(start), pc.sum(pc.binary_length(texts)).as_py() or 0)
+                yield _Batch(texts, ids, _rows(start), n_bytes)
                 start += part.num_rows
     except pa.ArrowInvalid as exc:
         if bad_rows:
@@ -578,7 +691,7 @@ def _read_jsonl(src: _Source, args: argparse.Namespace, id_column: str | None, i
             ids.append(value)
         texts.append(text)
         linenos.append(lineno)
-        if len(texts) == args.batch_size:
+        if len(texts) == args.batch_size or n_bytes >= args.batch_bytes:
             yield batch()
             texts, ids, linenos, n_bytes = [], [], [], 0
     if texts:
@@ -601,7 +714,7 @@ def _read_text(src: _Source, args: argparse.Namespace, id_column: str | None, id
             except UnicodeDecodeError as exc:
                 raise InputError(f"{src.path}: line {lineno}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line); files must be UTF-8") from None
             n_bytes += len(raw)
-            if len(texts) == args.batch_size:
+            if len(texts) == args.batch_size or n_bytes >= args.batch_bytes:
                 yield _Batch(texts, None, _lines_from(first), n_bytes)
                 texts, first, n_bytes = [], lineno + 1, 0
     if texts:
@@ -627,7 +740,68 @@ def _describe(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _embed_batch(model: Any, batch: _Batch, src: _Source, args: argparse.Namespace) -> Any:
+def _truncate(model: Any, texts: Any, args: argparse.Namespace) -> tuple[Any, int, int, int]:
+    """Applies --max-bytes (UTF-8 safe: a cut never splits a character) and counts the
+    documents that --max-tokens cuts. Returns (texts, cut by bytes, cut by tokens, cut by
+    either)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrow = isinstance(texts, (pa.Array, pa.ChunkedArray))
+    if arrow:
+        lengths = pc.binary_length(texts).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    else:
+        lengths = np.fromiter((0 if t is None else len(t) for t in texts), dtype=np.int64, count=len(texts))
+        # len() counts characters; a text of c characters has c to 4c UTF-8 bytes.
+        wide = np.flatnonzero(lengths * 4 > min(args.max_bytes or np.iinfo(np.int64).max, args.max_tokens))
+        for i in wide:
+            lengths[i] = len(texts[i].encode("utf-8"))
+    by_bytes = np.zeros(len(lengths), dtype=bool)
+    if args.max_bytes is not None:
+        by_bytes = lengths > args.max_bytes
+        if by_bytes.any():
+            idx = np.flatnonzero(by_bytes)
+            # A prefix of valid UTF-8 is valid but for a character cut at its end: drop it.
+            if arrow:
+                binary = pa.large_binary() if pa.types.is_large_string(texts.type) else pa.binary()
+                heads = pc.binary_slice(texts.cast(binary).take(pa.array(idx)), 0, args.max_bytes)
+                cut = [b.decode("utf-8", "ignore") for b in heads.to_pylist()]
+            else:
+                cut = [texts[int(i)].encode("utf-8")[: args.max_bytes].decode("utf-8", "ignore") for i in idx]
+            if arrow:
+                texts = pc.replace_with_mask(texts, pa.array(by_bytes), pa.array(cut, type=texts.type))
+            else:
+                texts = list(texts)
+                for i, t in zip(idx, cut):
+                    texts[int(i)] = t
+            lengths[idx] = [len(t.encode("utf-8")) for t in cut]
+    # Each token of a WordPiece/BPE tokenizer spans at least one byte of the text, so only a
+    # text longer than max_tokens bytes can have more tokens; those are tokenized (at most
+    # max_tokens + 1 tokens each, window by window) to count the ones cut.
+    by_tokens = np.zeros(len(lengths), dtype=bool)
+    candidates = np.flatnonzero(lengths > args.max_tokens)
+    if len(candidates):
+        cand = [texts[int(i)].as_py() if arrow else texts[int(i)] for i in candidates]
+        ids = model.tokenize(cand, num_threads=args.threads, max_tokens=args.max_tokens + 1)
+        by_tokens[candidates] = [len(t) > args.max_tokens for t in ids]
+    return texts, int(by_bytes.sum()), int(by_tokens.sum()), int((by_bytes | by_tokens).sum())
+
+
+@dataclass
+class _Counts:
+    rows: int = 0
+    bytes: int = 0  # UTF-8 bytes of text read (before --max-bytes)
+    truncated: int = 0
+    truncated_max_bytes: int = 0
+    truncated_max_tokens: int = 0
+
+    def add(self, other: _Counts) -> None:
+        for k in vars(self):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+
+def _embed_batch(model: Any, batch: _Batch, src: _Source, args: argparse.Namespace) -> tuple[Any, _Counts]:
     import numpy as np
 
     from luxical._columns import _fill_nulls, null_mask
@@ -643,9 +817,11 @@ def _embed_batch(model: Any, batch: _Batch, src: _Source, args: argparse.Namespa
             )
         texts = _fill_nulls(texts, mask)
     try:
+        texts, by_bytes, by_tokens, either = _truncate(model, texts, args)
         if getattr(model, "heads", ()):
-            return model(texts, num_threads=args.threads, embeddings=not args.no_embedding)
-        return model(texts, num_threads=args.threads)
+            result = model(texts, num_threads=args.threads, embeddings=not args.no_embedding, max_tokens=args.max_tokens)
+        else:
+            result = model(texts, num_threads=args.threads, max_tokens=args.max_tokens)
     except (TypeError, ValueError) as exc:
         message = str(exc)
         match = re.search(r"texts\[(\d+)\]", message)
@@ -655,37 +831,399 @@ def _embed_batch(model: Any, batch: _Batch, src: _Source, args: argparse.Namespa
         else:
             where = f"{batch.where(0)} to {batch.where(len(texts) - 1)}"
         raise InputError(f"{src.path}: {where}: {message}") from None
+    return result, _Counts(len(result), batch.n_bytes, either, by_bytes, by_tokens)
 
 
-def _embed(args: argparse.Namespace) -> int:
+# ------------------------------------------------------------ inputs: files, directories, globs, URIs
+
+
+def _has_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _filesystem(uri: str) -> tuple[Any, str]:
+    """(pyarrow FileSystem, path in it) of a URI: pyarrow's own filesystems (file, s3, gs,
+    hdfs, ...), else any fsspec filesystem installed (wrapped for pyarrow)."""
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
     try:
-        import numpy as np
-        import pyarrow as pa
+        return pafs.FileSystem.from_uri(uri)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OSError) as exc:
+        first = exc
+    scheme = uri.split("://", 1)[0]
+    try:
+        import fsspec
+    except ImportError:
+        raise InputError(f"{uri}: pyarrow has no filesystem for {scheme!r} URIs ({_describe(first)}) and fsspec is not installed; pip install fsspec and the filesystem's package (s3fs, gcsfs, adlfs, ...)") from None
+    try:
+        fs, path = fsspec.core.url_to_fs(uri)
+    except (ImportError, ValueError) as exc:
+        raise InputError(f"{uri}: no filesystem for {scheme!r} URIs: {_describe(exc)}") from None
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+def _modified_ns(fs: Any, fs_path: str, info: Any) -> int | None:
+    """A file's modification time in ns (what --resume compares, with the size, to see an
+    input unchanged): pyarrow's; else, on an fsspec filesystem (pyarrow's FSSpecHandler
+    reads only an info key "mtime", which s3fs, gcsfs, adlfs and memory:// do not have),
+    fsspec's own ``modified()``; None if neither knows."""
+    if info.mtime_ns is not None:
+        return info.mtime_ns
+    import datetime
+
+    inner = getattr(getattr(fs, "handler", None), "fs", None)
+    if inner is None:
+        return None
+    try:
+        when = inner.modified(fs_path)
+    except Exception:  # NotImplementedError on filesystems without it, or a failed request
+        return None
+    if not isinstance(when, datetime.datetime):
+        return None
+    if when.tzinfo is None:  # fsspec's convention: UTC
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return (when - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)) // datetime.timedelta(microseconds=1) * 1000
+
+
+def _uri_of(spec: str, fs_path: str) -> str:
+    scheme = spec.split("://", 1)[0]
+    return f"{scheme}://{fs_path}" if fs_path.startswith("/") or scheme != "file" else f"{scheme}:///{fs_path}"
+
+
+def _glob_root(parts: list[str]) -> list[str]:
+    root: list[str] = []
+    for part in parts:
+        if _has_glob(part):
+            break
+        root.append(part)
+    return root
+
+
+def _glob_match(pattern: list[str], parts: list[str]) -> bool:
+    """Whether path components match pattern components ("**": any number of them)."""
+    import fnmatch
+
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_glob_match(pattern[1:], parts[i:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _glob_match(pattern[1:], parts[1:])
+
+
+def _known_format(name: str) -> bool:
+    try:
+        _format_of(PurePosixPath(name))
+    except InputError:
+        return False
+    return True
+
+
+def _shard_name(rel: str) -> str:
+    """The output shard of an input at `rel`: its extensions (format, compression)
+    replaced by .parquet."""
+    path = PurePosixPath(rel)
+    name = path.name
+    lower = name.lower()
+    for suffix in _COMPRESSIONS:
+        if lower.endswith(suffix):
+            name, lower = name[: -len(suffix)], lower[: -len(suffix)]
+            break
+    for suffix in _FORMATS:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    return str(path.with_name(name + ".parquet"))
+
+
+def _skipped_note(where: Any, skipped: list[str]) -> None:
+    if skipped:
+        print(f"luxical embed: {where}: skipped {len(skipped)} file(s) of other types (e.g. {skipped[0]})", file=sys.stderr)
+
+
+def _expand_local(spec: str) -> list[_Input]:
+    path = Path(spec)
+    if _has_glob(spec) and not path.exists():
+        parts = list(PurePosixPath(spec.replace(os.sep, "/")).parts)
+        root = Path(*_glob_root(parts)) if _glob_root(parts) else Path(".")
+        found: list[_Input] = []
+        for match in sorted(glob.glob(spec, recursive=True)):
+            m = Path(match)
+            if m.is_dir():
+                found.extend(_walk_local(m, root, spec))
+            else:
+                found.append(_Input(m, None, str(m), m.relative_to(root).as_posix()))
+        if not found:
+            raise InputError(f"{spec}: no files match")
+        return found
+    if path.is_dir():
+        found = _walk_local(path, path, spec)
+        if not found:
+            raise InputError(f"{spec}: the directory holds no input files ({_SUPPORTED})")
+        return found
+    return [_Input(path, None, str(path), path.name)]
+
+
+def _walk_local(top: Path, root: Path, spec: str) -> list[_Input]:
+    """Input files under a directory, in path order; names starting with "." or "_"
+    (hidden files, _SUCCESS, temporary files) and other file types are left out."""
+    found, skipped = [], []
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+        for name in sorted(filenames):
+            if name.startswith((".", "_")):
+                continue
+            p = Path(dirpath) / name
+            if _known_format(name):
+                found.append(_Input(p, None, str(p), p.relative_to(root).as_posix()))
+            else:
+                skipped.append(str(p))
+    _skipped_note(spec, skipped)
+    return sorted(found, key=lambda i: i.rel)
+
+
+def _expand_uri(spec: str) -> list[_Input]:
+    import pyarrow.fs as pafs
+
+    fs, fs_path = _filesystem(spec)
+    parts = fs_path.split("/")
+    if _has_glob(fs_path):
+        root = "/".join(_glob_root(parts))
+        pattern = parts[len(_glob_root(parts)):]
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+        except FileNotFoundError:  # (fsspec's message is the bare path)
+            raise InputError(f"{spec}: no files match (no directory {_uri_of(spec, root)})") from None
+        except OSError as exc:
+            raise InputError(f"{spec}: cannot list {_uri_of(spec, root)}: {_describe(exc)}") from None
+        found = []
+        for info in infos:
+            rel = posixpath.relpath(info.path, root) if root else info.path
+            if info.type == pafs.FileType.File and _glob_match(pattern, rel.split("/")):
+                found.append(_Input(_uri_of(spec, info.path), fs, info.path, rel))
+        if not found:
+            raise InputError(f"{spec}: no files match")
+        return sorted(found, key=lambda i: i.rel)
+    info = fs.get_file_info(fs_path)
+    if info.type == pafs.FileType.Directory:
+        found, skipped = [], []
+        for info in fs.get_file_info(pafs.FileSelector(fs_path, recursive=True)):
+            rel = posixpath.relpath(info.path, fs_path)
+            if info.type != pafs.FileType.File or any(c.startswith((".", "_")) for c in rel.split("/")):
+                continue
+            if _known_format(info.base_name):
+                found.append(_Input(_uri_of(spec, info.path), fs, info.path, rel))
+            else:
+                skipped.append(_uri_of(spec, info.path))
+        _skipped_note(spec, skipped)
+        if not found:
+            raise InputError(f"{spec}: the directory holds no input files ({_SUPPORTED})")
+        return sorted(found, key=lambda i: i.rel)
+    return [_Input(spec, fs, fs_path, posixpath.basename(fs_path))]
+
+
+def _expand_inputs(specs: list[str]) -> list[_Input]:
+    """The input files named by the command line: files, directories (every input file
+    under it) and globs ("*", "?", "[...]", "**" for any depth), local or URIs."""
+    found: list[_Input] = []
+    for spec in specs:
+        found.extend(_expand_uri(spec) if _URI.match(spec) else _expand_local(spec))
+    return found
+
+
+# ------------------------------------------------------------------ outputs: file or directory
+
+
+def _directory_mode(out: str) -> bool:
+    """--out ending in .parquet or .pq (any case) is one file; anything else (or a name
+    ending in "/") is a directory of shards."""
+    if out.endswith(("/", os.sep)):
+        return True
+    return PurePosixPath(out.split("?", 1)[0]).suffix.lower() not in (".parquet", ".pq")
+
+
+class _Dest:
+    """A folder to write into: local (`fs` None: temporary file, fsync, atomic rename) or
+    on a pyarrow filesystem (temporary name, then `move`, which object stores implement
+    as copy + delete: there the manifest and _SUCCESS say what is complete)."""
+
+    def __init__(self, fs: Any, root: str, shown: str):
+        self.fs, self.root, self.shown = fs, root, shown
+
+    def path(self, rel: str) -> str:
+        return os.path.join(self.root, *rel.split("/")) if self.fs is None else posixpath.join(self.root, rel)
+
+    def name(self, rel: str) -> str:
+        return self.shown.rstrip("/") + "/" + rel
+
+    def exists(self, rel: str) -> bool:
+        if self.fs is None:
+            return os.path.lexists(self.path(rel))
+        import pyarrow.fs as pafs
+
+        return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
+
+    def makedirs(self, rel_dir: str = "") -> None:
+        target = self.path(rel_dir) if rel_dir else self.root
+        if self.fs is None:
+            os.makedirs(target, exist_ok=True)
+        else:
+            self.fs.create_dir(target, recursive=True)
+
+    def read_text(self, rel: str) -> str | None:
+        if not self.exists(rel):
+            return None
+        if self.fs is None:
+            return Path(self.path(rel)).read_text(encoding="utf-8")
+        with self.fs.open_input_stream(self.path(rel), compression=None) as f:
+            return f.read().decode("utf-8")
+
+    def remove(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            if self.fs is None:
+                os.unlink(self.path(rel))
+            else:
+                self.fs.delete_file(self.path(rel))
+
+    def remove_partials(self, rel: str) -> int:
+        """Removes temporary files a killed run left for `rel` (".NAME.*.partial")."""
+        folder, name = posixpath.split(rel)
+        prefix = f".{name}."
+        removed = 0
+        if self.fs is None:
+            directory = self.path(folder) if folder else self.root
+            if os.path.isdir(directory):
+                for entry in os.listdir(directory):
+                    if entry.startswith(prefix) and entry.endswith(".partial"):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(os.path.join(directory, entry))
+                            removed += 1
+            return removed
+        import pyarrow.fs as pafs
+
+        directory = self.path(folder) if folder else self.root
+        with contextlib.suppress(FileNotFoundError, OSError):
+            for info in self.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True)):
+                if info.base_name.startswith(prefix) and info.base_name.endswith(".partial"):
+                    self.fs.delete_file(info.path)
+                    removed += 1
+        return removed
+
+    @contextlib.contextmanager
+    def atomic(self, rel: str) -> Iterator[tuple[str, Any]]:
+        """(temporary path, filesystem or None) beside `rel`, moved onto it when the
+        block succeeds and removed when it fails or is interrupted."""
+        folder = posixpath.dirname(rel)
+        if folder:
+            self.makedirs(folder)
+        if self.fs is None:
+            with _atomic_output(Path(self.path(rel))) as local:
+                yield str(local), None
+            return
+        final = self.path(rel)
+        tmp = posixpath.join(posixpath.dirname(final), f".{posixpath.basename(final)}.{secrets.token_hex(4)}.partial")
+        try:
+            yield tmp, self.fs
+            self.fs.move(tmp, final)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.fs.delete_file(tmp)
+            raise
+
+    def write_text(self, rel: str, text: str) -> None:
+        with self.atomic(rel) as (tmp, fs):
+            if fs is None:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(text)
+            else:
+                with fs.open_output_stream(tmp, compression=None) as f:
+                    f.write(text.encode("utf-8"))
+
+    def parquet_rows(self, rel: str) -> int | None:
+        """Rows in the footer of the Parquet file at `rel`; None when absent or unreadable."""
         import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise InputError(f"luxical embed needs pyarrow ({exc}); install it with: pip install 'luxical[arrow]'") from None
 
-    import luxical
-    from luxical.arrow import to_fixed_size_list
-    from luxical.quantize import quantize
+        try:
+            if self.fs is None:
+                return pq.ParquetFile(self.path(rel)).metadata.num_rows
+            return pq.ParquetFile(self.path(rel), filesystem=self.fs).metadata.num_rows
+        except Exception:
+            return None
 
-    if args.no_id and args.id_column is not None:
-        raise InputError("--no-id and --id-column contradict each other; give one")
-    id_column = None if args.no_id else (args.id_column or "id")
-    # Everything that can be checked before embedding is checked before writing.
-    sources = [_inspect(path, args, id_column) for path in args.inputs]
-    id_type = _plan_ids(sources, id_column)
-    target = _output_target(args.out, sources, args.model)
-    model = luxical.load(args.model, precision=args.precision)
-    if args.no_embedding and not args.head:
-        raise InputError("--no-embedding needs at least one --head (there would be no column to write)")
-    if args.head:
-        # Head files are checked (format, checksum, dimension) before anything is written.
-        model = model.with_heads(*args.head)
+
+def _dest_of(out: str, what: str) -> _Dest:
+    if _URI.match(out):
+        fs, path = _filesystem(out)
+        if what == "dir":
+            return _Dest(fs, path.rstrip("/") or "/", out)
+        parent = posixpath.dirname(path)
+        return _Dest(fs, parent, out[: len(out) - len(posixpath.basename(path))].rstrip("/"))
+    if what == "dir":
+        return _Dest(None, out, out)
+    return _Dest(None, os.path.dirname(out) or ".", os.path.dirname(out) or ".")
+
+
+# ------------------------------------------------------------------ the run
+
+
+@dataclass
+class _Run:
+    model: Any
+    schema: Any
+    args: argparse.Namespace
+    id_column: str | None
+    id_type: Any
+    scale: float | None
+    bar: Any = None
+    t0: float = 0.0
+    total: _Counts = None  # type: ignore[assignment]
+
+    def embed_source(self, src: _Source, writer: Any) -> _Counts:
+        """Embeds one input into an open ParquetWriter; its counts."""
+        import pyarrow as pa
+
+        from luxical.arrow import to_fixed_size_list
+        from luxical.quantize import quantize
+
+        args, model = self.args, self.model
+        counts = _Counts()
+        for batch in _batches(src, args, self.id_column, self.id_type):
+            result, c = _embed_batch(model, batch, src, args)
+            emb = result.embeddings if model.heads else result
+            columns = []
+            if emb is not None:
+                if args.quantize == "binary":
+                    emb = quantize(emb, "binary")
+                elif args.quantize:
+                    emb = quantize(emb, args.quantize, limit=self.scale if self.scale is not None else 0.5)
+                columns.append(to_fixed_size_list(emb))
+            if self.id_type is not None:
+                columns.insert(0, batch.ids)
+            if model.heads:
+                columns.extend(pa.array(result.columns[col]) for col in model.head_columns)
+            writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
+            counts.add(c)
+            self.total.add(c)
+            if self.bar is not None:
+                self.bar.update(c.rows)
+                self.bar.set_postfix(MB_s=f"{self.total.bytes / 1e6 / max(1e-9, time.perf_counter() - self.t0):.2f}")
+        return counts
+
+
+def _output_schema(model: Any, args: argparse.Namespace, id_column: str | None, id_type: Any, scale: float | None, fingerprint: str) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    from luxical import __version__
+    from luxical.quantize import METADATA_KEY, column_metadata, quantize
+
     probe = np.zeros((1, model.dim), dtype=np.float32)
     if args.quantize:
-        probe = quantize(probe, args.quantize)
-    fields = [] if args.no_embedding else [pa.field("embedding", pa.list_(pa.from_numpy_dtype(probe.dtype), probe.shape[1]))]
+        probe = quantize(probe, args.quantize, limit=scale if scale is not None else 0.5)
+    precision = args.quantize or "float32"
+    record = column_metadata(precision, model.dim, scale=scale)
+    meta = {METADATA_KEY: json.dumps(record).encode()}
+    fields = [] if args.no_embedding else [pa.field("embedding", pa.list_(pa.from_numpy_dtype(probe.dtype), probe.shape[1]), metadata=meta)]
     if id_type is not None:
         fields.insert(0, pa.field(id_column, id_type))
     taken = {f.name for f in fields}
@@ -695,46 +1233,273 @@ def _embed(args: argparse.Namespace) -> int:
                 raise InputError(f"head file '{h.source}': its column {column!r} clashes with another output column; rename the head")
             kind = pa.int32() if column.endswith("_id") and h.kind == "centroid" else pa.float32()
             fields.append(pa.field(column, kind))
-    schema = pa.schema(fields)
+    file_meta = {
+        "format": 1,
+        "luxical_version": __version__,
+        "model": fingerprint,
+        "columns": {} if args.no_embedding else {"embedding": record},
+    }
+    return pa.schema(fields, metadata={METADATA_KEY: json.dumps(file_meta).encode()})
 
-    bar = None
+
+def _settings(args: argparse.Namespace, id_column: str | None, id_type: Any, scale: float | None) -> dict[str, Any]:
+    """What decides the output's content (not its speed): a resumed run must match it."""
+    import hashlib
+
+    heads = []
+    for h in args.head:
+        try:
+            digest = hashlib.sha256(Path(h).read_bytes()).hexdigest()[:16]
+        except OSError:
+            digest = None
+        heads.append({"file": Path(h).name, "sha256": digest})
+    return {
+        "text_column": args.text_column,
+        "id_column": id_column if id_type is not None else None,
+        "id_type": str(id_type) if id_type is not None else None,
+        "quantize": args.quantize,
+        "scale": scale,
+        "precision": args.precision,
+        "nulls": args.nulls,
+        "max_bytes": args.max_bytes,
+        "max_tokens": args.max_tokens,
+        "heads": heads,
+        "no_embedding": bool(args.no_embedding),
+    }
+
+
+def _embed(args: argparse.Namespace) -> int:
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    except ImportError as exc:
+        raise InputError(f"luxical embed needs pyarrow ({exc}); install it with: pip install 'luxical[arrow]'") from None
+
+    import luxical
+    from luxical.quantize import INT8_SCALE
+
+    if args.no_id and args.id_column is not None:
+        raise InputError("--no-id and --id-column contradict each other; give one")
+    if args.max_tokens is None:
+        from luxical._luxical import DEFAULT_MAX_TOKENS
+
+        args.max_tokens = DEFAULT_MAX_TOKENS
+    scale = args.scale
+    if args.quantize in ("int8", "uint8"):
+        scale = scale if scale is not None else (INT8_SCALE if args.quantize == "int8" else 0.5)
+    elif scale is not None:
+        raise InputError(f"--scale {scale}: applies to --quantize int8 or uint8 only" + (f", not {args.quantize}" if args.quantize else ""))
+    if scale is not None and not (0 < scale <= 1e6):
+        raise InputError(f"--scale {scale}: expected a number > 0 (values beyond ±scale saturate)")
+    out = str(args.out)
+    directory = _directory_mode(out)
+    if args.resume and not directory:
+        raise InputError(f"--resume: --out {out} is one Parquet file, written whole or not at all; --resume continues an output directory (an --out without .parquet)")
+    id_column = None if args.no_id else (args.id_column or "id")
+    # Everything that can be checked before embedding is checked before writing.
+    items = _expand_inputs([str(i) for i in args.inputs])
+    sources = [_inspect(item, args, id_column) for item in items]
+    id_type = _plan_ids(sources, id_column)
+    if directory:
+        _check_shard_names(sources, out)
+        if not _URI.match(out) and os.path.lexists(out) and not os.path.isdir(out):
+            _output_target(Path(out), sources, args.model)  # names an input or the model: say so
+            raise InputError(
+                f"--out {out}: is an existing file; an --out not ending in .parquet or .pq is a directory of "
+                "shards (one per input); to write one file, name it NAME.parquet"
+            )
+    elif not _URI.match(out):
+        target = _output_target(Path(out), sources, args.model)
+    model = luxical.load(args.model, precision=args.precision)
+    fingerprint = model.fingerprint
+    if args.no_embedding and not args.head:
+        raise InputError("--no-embedding needs at least one --head (there would be no column to write)")
+    if args.head:
+        # Head files are checked (format, checksum, dimension) before anything is written.
+        model = model.with_heads(*args.head)
+    schema = _output_schema(model, args, id_column, id_type, scale, fingerprint)
+    run = _Run(model, schema, args, id_column, id_type, scale, total=_Counts())
     if not args.no_progress:
         try:
             from tqdm.auto import tqdm
 
-            bar = tqdm(desc="Embedding", unit="doc", unit_scale=True, file=sys.stderr)
+            run.bar = tqdm(desc="Embedding", unit="doc", unit_scale=True, file=sys.stderr)
         except ImportError:
             pass
-    n_docs, n_bytes, t0 = 0, 0, time.perf_counter()
+    run.t0 = time.perf_counter()
     try:
-        with _unwind_on_signals(), _atomic_output(target) as tmp:
-            writer = pq.ParquetWriter(tmp, schema)
-            try:
-                for src in sources:
-                    for batch in _batches(src, args, id_column, id_type):
-                        result = _embed_batch(model, batch, src, args)
-                        emb = result.embeddings if model.heads else result
-                        columns = [] if emb is None else [to_fixed_size_list(quantize(emb, args.quantize) if args.quantize else emb)]
-                        if id_type is not None:
-                            columns.insert(0, batch.ids)
-                        if model.heads:
-                            columns.extend(pa.array(result.columns[c]) for c in model.head_columns)
-                        writer.write_table(pa.Table.from_arrays(columns, schema=schema))
-                        n_docs += len(result)
-                        n_bytes += batch.n_bytes
-                        if bar is not None:
-                            bar.update(len(result))
-                            bar.set_postfix(MB_s=f"{n_bytes / 1e6 / max(1e-9, time.perf_counter() - t0):.2f}")
-            finally:
-                writer.close()
-            written = pq.ParquetFile(tmp).metadata.num_rows
-            if written != n_docs:
-                raise RuntimeError(f"wrote {written} rows for {n_docs} documents; {args.out} was not written")
+        with _unwind_on_signals():
+            if directory:
+                _embed_to_directory(run, sources, _dest_of(out, "dir"), model_info={
+                    "fingerprint": fingerprint, "source": args.model or "default", "dim": model.dim,
+                }, settings=_settings(args, id_column, id_type, scale))
+            else:
+                dest = _dest_of(out, "file") if _URI.match(out) else _Dest(None, str(target.parent), str(target.parent))
+                name = posixpath.basename(_filesystem(out)[1]) if _URI.match(out) else target.name
+                if dest.fs is not None:
+                    import pyarrow.fs as pafs
+
+                    if dest.fs.get_file_info(dest.root).type != pafs.FileType.Directory:
+                        raise InputError(f"--out {out}: directory {dest.shown} does not exist")
+                    if any(s.fs is not None and s.fs_path == dest.path(name) for s in sources):
+                        raise InputError(f"--out {out}: is also an input; writing it would destroy it, choose another output path")
+                _write_shard(run, sources, dest, name, str(args.out))
     finally:
-        if bar is not None:
-            bar.close()
-    print(f"wrote {n_docs} embeddings to {args.out}", file=sys.stderr)
+        if run.bar is not None:
+            run.bar.close()
+    total = run.total
+    if not directory:
+        print(f"wrote {total.rows} embeddings to {args.out}" + _truncation_note(total), file=sys.stderr)
     return 0
+
+
+def _truncation_note(c: _Counts) -> str:
+    if not c.truncated:
+        return ""
+    return f"; {c.truncated} document(s) truncated ({c.truncated_max_bytes} by --max-bytes, {c.truncated_max_tokens} by --max-tokens)"
+
+
+def _write_shard(run: _Run, sources: list[_Source], dest: _Dest, rel: str, shown: str) -> _Counts:
+    """Embeds `sources` into one Parquet file at `rel` of `dest`, atomically."""
+    import pyarrow.parquet as pq
+
+    counts = _Counts()
+    with dest.atomic(rel) as (tmp, fs):
+        writer = pq.ParquetWriter(tmp, run.schema, filesystem=fs)
+        try:
+            for src in sources:
+                counts.add(run.embed_source(src, writer))
+        finally:
+            writer.close()
+        written = pq.ParquetFile(tmp, filesystem=fs).metadata.num_rows if fs is not None else pq.ParquetFile(tmp).metadata.num_rows
+        if written != counts.rows:
+            raise RuntimeError(f"wrote {written} rows for {counts.rows} documents; {shown} was not written")
+    return counts
+
+
+def _check_shard_names(sources: list[_Source], out: str) -> None:
+    """Two inputs may not share an output shard (same relative path and stem)."""
+    seen: dict[str, _Source] = {}
+    for src in sources:
+        src.rel = _shard_name(src.rel)
+        other = seen.get(src.rel)
+        if other is not None:
+            if str(other.path) == str(src.path):
+                raise InputError(f"{src.path}: given twice (directory, glob or file names overlap)")
+            raise InputError(
+                f"{other.path} and {src.path} would both be written to {out.rstrip('/')}/{src.rel}: shards keep each "
+                "input's path relative to the directory or glob it came from, with the extension replaced by "
+                ".parquet; pass their common directory (or a glob from it), or rename one"
+            )
+        seen[src.rel] = src
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            diffs.append(f"{prefix}{key} {old.get(key)!r} there, {new.get(key)!r} now")
+    return diffs
+
+
+def _embed_to_directory(run: _Run, sources: list[_Source], dest: _Dest, *, model_info: dict[str, Any], settings: dict[str, Any]) -> None:
+    from luxical import __version__
+
+    args = run.args
+    text = dest.read_text(_MANIFEST)
+    old: dict[str, Any] | None = None
+    if text is not None:
+        try:
+            old = json.loads(text)
+        except ValueError as exc:
+            raise InputError(f"{dest.name(_MANIFEST)}: not valid JSON ({exc}); the directory's record is damaged: choose another --out") from None
+    if old is None:
+        taken = [s.rel for s in sources if dest.exists(s.rel)] + [n for n in (_SUCCESS,) if dest.exists(n)]
+        if taken:
+            raise InputError(f"--out {dest.shown}: {dest.name(taken[0])} exists and the directory has no {_MANIFEST} (not written by luxical embed); choose an empty or new directory")
+    elif not args.resume:
+        raise InputError(f"--out {dest.shown}: already holds the output of a luxical embed run ({_MANIFEST}); pass --resume to finish it, or choose another directory")
+    else:
+        diffs = []
+        if old.get("model", {}).get("fingerprint") != model_info["fingerprint"]:
+            diffs.append(
+                f"model {old.get('model', {}).get('fingerprint')} ({old.get('model', {}).get('source')}) there, "
+                f"{model_info['fingerprint']} ({model_info['source']}) now"
+            )
+        diffs += _differences(old.get("settings", {}), settings)
+        if diffs:
+            raise InputError(f"--resume: {dest.shown} was written with other settings: " + "; ".join(diffs) + "; use the same model and options, or another --out")
+    done = {r["output"]: r for r in (old or {}).get("inputs", [])}
+    dest.makedirs()
+    dest.remove(_SUCCESS)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    manifest: dict[str, Any] = {
+        "format": _MANIFEST_FORMAT,
+        "luxical_version": __version__,
+        "model": model_info,
+        "settings": settings,
+        "complete": False,
+        "started": (old or {}).get("started", started),
+        "inputs": [],
+    }
+    records: dict[str, dict[str, Any]] = {}
+
+    def save(complete: bool) -> None:
+        # This run's inputs first, in order; records of earlier runs' other inputs are kept.
+        ordered = [records[s.rel] for s in sources if s.rel in records]
+        ordered += [r for k, r in done.items() if k not in {s.rel for s in sources}]
+        manifest["inputs"] = ordered
+        manifest["complete"] = complete
+        manifest["totals"] = {k: sum(r[k] for r in ordered) for k in ("rows", "bytes", "truncated")}
+        dest.write_text(_MANIFEST, json.dumps(manifest, indent=1) + "\n")
+
+    skipped = 0
+    save(False)
+    for src in sources:
+        rec = done.get(src.rel)
+        if rec is not None and _still_complete(rec, src, dest):
+            records[src.rel] = rec
+            skipped += 1
+            if run.bar is not None:
+                run.bar.update(rec["rows"])
+            continue
+        dest.remove_partials(src.rel)
+        t = time.perf_counter()
+        counts = _write_shard(run, [src], dest, src.rel, dest.name(src.rel))
+        records[src.rel] = {
+            "input": str(src.path),
+            "output": src.rel,
+            "rows": counts.rows,
+            "bytes": counts.bytes,
+            "file_bytes": src.file_bytes,
+            "mtime_ns": src.mtime_ns,
+            "truncated": counts.truncated,
+            "truncated_max_bytes": counts.truncated_max_bytes,
+            "truncated_max_tokens": counts.truncated_max_tokens,
+            "seconds": round(time.perf_counter() - t, 3),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        save(False)
+    manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    save(True)
+    dest.write_text(_SUCCESS, "")
+    total = manifest["totals"]
+    note = f" ({skipped} already complete, skipped)" if skipped else ""
+    trunc = sum(r["truncated"] for r in records.values())
+    print(
+        f"wrote {len(sources) - skipped} shard(s){note} to {dest.shown}: {total['rows']} embeddings, "
+        f"{trunc} document(s) truncated; {_MANIFEST} and {_SUCCESS} written",
+        file=sys.stderr,
+    )
+
+
+def _still_complete(rec: dict[str, Any], src: _Source, dest: _Dest) -> bool:
+    """Whether a shard recorded complete is still there, whole, and made from this very
+    input (same size and modification time)."""
+    if rec.get("file_bytes") != src.file_bytes or rec.get("mtime_ns") != src.mtime_ns:
+        print(f"luxical embed: {src.path}: changed since {dest.name(src.rel)} was written; embedding it again", file=sys.stderr)
+        return False
+    return dest.parquet_rows(src.rel) == rec.get("rows")
 
 
 # ---------------------------------------------------------------------------- diagnose
@@ -755,6 +1520,7 @@ class _EmbeddingSource:
     size: int | None  # values per row (None: unknown yet, or every row is null)
     fixed: bool  # a FixedSizeList column
     codec: str | None  # luxical.dequantize precision, or None: the values as numbers
+    limit: float | None = None  # the quantisation scale recorded by luxical embed (None: 0.5)
 
 
 def _inspect_embeddings(path: Path, args: argparse.Namespace) -> _EmbeddingSource:
@@ -797,6 +1563,12 @@ def _inspect_embeddings(path: Path, args: argparse.Namespace) -> _EmbeddingSourc
         if pa.types.is_nested(by_type):
             raise InputError(f"{path}: column {args.by!r} has type {by_type}; --by needs a column of plain values such as strings or integers")
     choice, codec = args.dequantize, None
+    from luxical.quantize import stored_quantization
+
+    try:
+        stored = stored_quantization(schema, column)
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}") from None
     if kind == "float":
         if choice not in ("auto", "none"):
             raise InputError(f"{path}: column {column!r} holds floats, not quantised codes; drop --dequantize {choice}")
@@ -813,7 +1585,9 @@ def _inspect_embeddings(path: Path, args: argparse.Namespace) -> _EmbeddingSourc
         if kind != expected:
             raise InputError(f"{path}: column {column!r} holds {kind} values; --dequantize {choice} expects {expected}")
         codec = choice
-    return _EmbeddingSource(path, kind, np.dtype(v.to_pandas_dtype()), size, size is not None, codec)
+    # Codes as luxical embed recorded them are read at their recorded scale (int8: 0.6 by default).
+    limit = stored.get("scale") if stored and codec is not None and stored.get("precision") == codec else None
+    return _EmbeddingSource(path, kind, np.dtype(v.to_pandas_dtype()), size, size is not None, codec, limit)
 
 
 def _embedding_width(src: _EmbeddingSource, column: str) -> int | None:
@@ -860,7 +1634,7 @@ def _embedding_rows(src: _EmbeddingSource, array: Any, first: int, dim: int, col
         values = values.fill_null(0)
     rows = values.to_numpy(zero_copy_only=False).astype(src.dtype, copy=False).reshape(int(present.sum()), width)
     if src.codec is not None:
-        rows = dequantize(rows, src.codec)
+        rows = dequantize(rows, src.codec, limit=src.limit)
     elif src.kind != "float":
         rows = rows.astype(np.float32)
     if present.all() and holes is None:
@@ -1029,16 +1803,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     em = sub.add_parser(
         "embed",
-        help="embed Parquet / JSON Lines / CSV / text files into a Parquet file (streaming)",
+        help="embed Parquet / JSON Lines / CSV / text files into a Parquet file or a directory of shards (streaming)",
         description=(
             "One output row per input document, in input order. Bad input stops the run with exit "
             "status 2 and one line naming the file and the position (JSON Lines and text: 'line N', "
-            "every physical line counted from 1; Parquet and CSV: 'row N', data rows counted from 1); "
-            "the output is written to a temporary file beside --out and renamed only on success."
+            "every physical line counted from 1; Parquet and CSV: 'row N', data rows counted from 1). "
+            "--out ending in .parquet or .pq: one file holding every input, in order. Any other --out: a "
+            "directory with one Parquet shard per input file (its path relative to the directory or glob "
+            "it came from, extension replaced by .parquet), _manifest.json (rows, bytes, truncated "
+            "documents and seconds per input; model fingerprint; settings) and _SUCCESS, written last. "
+            "Every Parquet file is written under a temporary name beside its final name and renamed only "
+            "when complete. Inputs and --out may be URIs (file://, s3://, ...: pyarrow.fs or fsspec); on "
+            "object stores the rename is a copy, so _SUCCESS and the manifest tell what is complete."
         ),
     )
-    em.add_argument("inputs", nargs="+", type=Path, help=f"input files by extension: {_SUPPORTED}")
-    em.add_argument("--out", required=True, type=Path, help="Parquet file to write: the id column (if any) + 'embedding'")
+    em.add_argument("inputs", nargs="+", help=f"input files, directories (every input file under them) or globs ('**': any depth), local paths or URIs; by extension: {_SUPPORTED}")
+    em.add_argument("--out", required=True, help="a .parquet/.pq file, or a directory of shards (any other name): the id column (if any) + 'embedding'")
+    em.add_argument("--resume", action="store_true", help="continue an output directory: shards its manifest records complete (same model and settings, unchanged input) are skipped")
     em.add_argument("--model", default=None, help="model file (default: the model shipped in the package)")
     em.add_argument("--text-column", default="text", help="column (Parquet, CSV) or field (JSON Lines) holding the text")
     em.add_argument(
@@ -1050,7 +1831,21 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--no-id", action="store_true", help="carry no id column, even when the inputs have 'id'")
     em.add_argument("--batch-size", type=_int_option(1, _MAX_BATCH_SIZE), default=8192, help=f"documents per batch (1 to {_MAX_BATCH_SIZE}; default 8192)")
     em.add_argument("--threads", type=_int_option(1, _MAX_THREADS), default=None, help=f"threads (1 to {_MAX_THREADS}; default: all cores)")
+    em.add_argument(
+        "--batch-bytes", type=_int_option(1, 1 << 40), default=_DEFAULT_BATCH_BYTES,
+        help=f"text bytes per batch (default {_DEFAULT_BATCH_BYTES >> 20} MiB): with --batch-size, what bounds memory",
+    )
+    em.add_argument("--max-bytes", type=_int_option(1, 1 << 40), default=None, help="cut each document to its first N bytes of UTF-8 (never inside a character); counted in the manifest")
+    em.add_argument(
+        "--max-tokens", type=_int_option(1, 1 << 40), default=None,
+        help="embed each document from its first N tokens (default 2**20, as luxical.embed); documents cut are counted",
+    )
     em.add_argument("--quantize", choices=["uint8", "int8", "binary"], default=None)
+    em.add_argument(
+        "--scale", type=float, default=None,
+        help="int8/uint8 clipping limit: values beyond ±scale saturate (default: int8 0.6, measured in bench/int8_scale.py; "
+        "uint8 0.5, the reference's); stored in the file's metadata, read back by luxical.dequantize",
+    )
     em.add_argument("--precision", choices=["float32", "int8"], default="float32", help="arithmetic of the hidden dense layers (int8: faster, approximate)")
     em.add_argument("--nulls", choices=["error", "empty"], default="error", help="null documents: fail, or embed as zero vectors")
     em.add_argument(

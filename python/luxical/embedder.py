@@ -44,6 +44,13 @@ class Embedder:
         """Wraps a native model. Prefer :meth:`load` or :meth:`from_bytes`."""
         self._native = native
         self._source = None if source is None else os.fspath(source)
+        # What the model was read from, for users (see `source`); set by `from_pretrained`.
+        self._origin: str | None = None
+        # A model from the Hub: {"repo_id", "commit", "filename"}, so that a worker without
+        # the file at `_source` can fetch it (see `_unpickle_by_path`).
+        self._hub: dict[str, str] | None = None
+        # A model converted from a .safetensors file: that file's absolute path.
+        self._converted_from: str | None = None
         self._mmap = False
         # What the file at `_source` was when loaded (see `_source_unchanged`).
         self._source_stat: _FileStat | None = None
@@ -97,6 +104,77 @@ class Embedder:
         emb._mmap = bool(mmap)
         emb._source_stat, emb._checked_ns = file_stat, checked_ns
         return emb
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        repo_id_or_dir: str | os.PathLike[str],
+        *,
+        revision: str | None = None,
+        filename: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        precision: str = "float32",
+        mmap: bool | None = None,
+    ) -> Embedder:
+        """Loads a model from a Hugging Face Hub repo, or from a local folder laid out like one.
+
+        A repo (or folder) may hold a reference ``.npz`` model file (``DatologyAI/luxical-one``
+        publishes ``luxical_one_rc4.npz``) or the reference's Hugging Face export
+        (``config.json`` + ``model.safetensors``, tensors ``embedder.*``); see
+        :mod:`luxical.hub`. Without `filename`, the top-level ``.npz`` file is read (of
+        several, the last in natural order, ``rc10`` after ``rc4``, with a logged
+        warning), else ``model.safetensors``. The file read is logged (logger
+        ``luxical.hub``) and kept in :attr:`source`.
+
+        Hub access needs the optional extra (``pip install 'luxical[hub]'``:
+        ``huggingface_hub``, ``safetensors``) and follows huggingface_hub's settings: its
+        cache (``HF_HUB_CACHE``, ``HF_HOME``), ``HF_HUB_OFFLINE=1`` (cache only), the token
+        of ``huggingface-cli login``. If the Hub cannot be reached, a cached snapshot of the
+        revision is used. A local folder with a ``.npz`` needs neither package.
+
+        A safetensors export is converted once to a ``.npz`` kept in the weight cache
+        (:func:`weight_cache_dir`). The model pickles by path with its Hub origin (repo,
+        commit, file): a worker without that file fetches the same commit's file through
+        its own huggingface_hub cache (see :mod:`luxical.hub`).
+
+        Args:
+            repo_id_or_dir: A Hub model id ``owner/name``, or a local folder (an existing
+                folder of that name wins over the Hub; a ``pathlib.Path`` is always local).
+            revision: Branch, tag or commit hash on the Hub (default: ``main``); only for
+                Hub repos.
+            filename: The file to read, relative to the repo or folder (``.safetensors``:
+                the export layout; anything else: ``.npz``).
+            cache_dir: Hub cache folder (default: huggingface_hub's, ``HF_HUB_CACHE``).
+            token: Hub token (default: huggingface_hub's, ``HF_TOKEN`` or the login).
+            local_files_only: Read only the cache, never contact the Hub (as
+                ``HF_HUB_OFFLINE=1``).
+            precision: ``"float32"`` or ``"int8"``; see :meth:`load`.
+            mmap: Weight-cache memory mapping; see :meth:`load`.
+
+        Returns:
+            The loaded embedder; :attr:`source` says where from, e.g.
+            ``hf://DatologyAI/luxical-one@<commit>/luxical_one_rc4.npz``.
+
+        Raises:
+            FileNotFoundError: no such repo, revision, file or folder, or (offline) the
+                cache holds no snapshot of it; the message names the repo and revision.
+            ImportError: a Hub repo or a safetensors file, and the ``hub`` extra is missing.
+            luxical.errors.ModelFormatError: the file is damaged or not a Luxical model.
+            ValueError: `revision` given for a local folder, or an invalid repo id.
+
+        Example:
+            >>> emb = Embedder.from_pretrained("DatologyAI/luxical-one")   # doctest: +SKIP
+            >>> emb.source                                                  # doctest: +SKIP
+            'hf://DatologyAI/luxical-one@.../luxical_one_rc4.npz'
+        """
+        from luxical import hub
+
+        return hub.from_pretrained(
+            repo_id_or_dir, revision=revision, filename=filename, cache_dir=cache_dir, token=token,
+            local_files_only=local_files_only, precision=precision, mmap=mmap,
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Embedder:
@@ -169,23 +247,39 @@ class Embedder:
         # Small pickles: by path (with the model's fingerprint, checked on unpickling) when
         # loaded from a file that still holds this model; else by bytes, so that the
         # receiver gets this model even if the file has been replaced since it was loaded.
-        # Heads travel by value (their files' bytes, checked again on unpickling).
+        # A model from the Hub also carries its origin (repo, commit, file: immutable), which
+        # a receiver without the file fetches; it is pickled by reference even when its file
+        # is gone here (a cleared cache). Heads travel by value (their files' bytes, checked
+        # again on unpickling).
         heads = [h.to_bytes() for h in self._heads]
-        if self._source is not None and self._source_unchanged():
+        if self._source is not None and (
+            self._source_unchanged() or (self._hub is not None and not os.path.lexists(self._source))
+        ):
             return {
                 "path": self._source,
                 "precision": self.precision,
                 "mmap": self._mmap,
                 "fingerprint": self.fingerprint,
                 "heads": heads,
+                "origin": self._origin,
+                "hub": self._hub,
+                "converted_from": self._converted_from,
             }
         # (A model built in memory has no fingerprint yet: that of these bytes is its own.)
         fingerprint = self._fingerprint or self._native.fingerprint
-        return {"bytes": self.to_bytes(), "precision": self.precision, "fingerprint": fingerprint, "heads": heads}
+        return {
+            "bytes": self.to_bytes(),
+            "precision": self.precision,
+            "fingerprint": fingerprint,
+            "heads": heads,
+            "origin": self._origin,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._source_stat, self._checked_ns, self._fingerprint = None, 0, None
         self._heads, self._native_heads = (), None
+        self._origin = state.get("origin")
+        self._hub, self._converted_from = state.get("hub"), state.get("converted_from")
         self._restore_model(state)
         if state.get("heads"):
             from luxical import heads as _heads_mod
@@ -195,25 +289,13 @@ class Embedder:
     def _restore_model(self, state: dict[str, Any]) -> None:
         want = state.get("fingerprint")
         if "path" in state:
-            # Through the per-process cache: a worker that unpickles the same Embedder for
-            # every task (Spark, Dask, Ray, multiprocessing) loads the file once.
-            from luxical import load
-
-            precision = state.get("precision", "float32")
-            mmap = state.get("mmap")
-            loaded = load(state["path"], precision=precision, mmap=mmap)
-            if want is not None and loaded.fingerprint != want:
-                raise ModelFileChangedError(
-                    f"cannot unpickle the Embedder: the model file '{state['path']}' holds model "
-                    f"{loaded.fingerprint} here, but the pickled Embedder was loaded from model {want} "
-                    "(the file was replaced after pickling, or differs on this host); put the same "
-                    "file at this path everywhere, or send the model by value: "
-                    "Embedder.from_bytes(emb.to_bytes())"
-                )
+            loaded = _unpickle_by_path(state)
             self._native = loaded._native
-            self._source = state["path"]
-            self._mmap = bool(mmap)
+            self._source = loaded._source
+            self._mmap = bool(state.get("mmap"))
             self._source_stat, self._checked_ns = loaded._source_stat, loaded._checked_ns
+            # Where this host found it (its own Hub cache, its own conversion).
+            self._converted_from = loaded._converted_from or self._converted_from
         else:
             self._native = _NativeModel.from_bytes(state["bytes"])
             self._source = None
@@ -261,7 +343,17 @@ class Embedder:
         extra = "" if self.precision == "float32" else f", precision={self.precision!r}"
         if self._heads:
             extra += f", heads=[{', '.join(h.name for h in self._heads)}]"
+        if self.source is not None:
+            extra += f", source={self.source!r}"
         return f"Embedder({dims}, max_ngram_len={self.max_ngram_len}{extra})"
+
+    @property
+    def source(self) -> str | None:
+        """Where the model was read from: for :meth:`from_pretrained` from the Hub,
+        ``hf://owner/name@<commit>/<file>``; for a local folder, the path of the file read
+        in it; for :meth:`load`, the file's absolute path; None for a model built in
+        memory (:meth:`from_bytes`, :meth:`from_arrays`)."""
+        return self._origin if self._origin is not None else self._source
 
     @property
     def precision(self) -> str:
@@ -281,6 +373,7 @@ class Embedder:
 
     def _copy(self, native: _NativeModel) -> Embedder:
         emb = Embedder(native, source=self._source)
+        emb._origin, emb._hub, emb._converted_from = self._origin, self._hub, self._converted_from
         emb._mmap = self._mmap
         emb._source_stat, emb._checked_ns, emb._fingerprint = self._source_stat, self._checked_ns, self._fingerprint
         emb._heads, emb._native_heads = self._heads, self._native_heads
@@ -565,10 +658,12 @@ def weight_cache_dir() -> Path:
     """Directory of weight-cache files: ``$LUXICAL_CACHE_DIR``, else
     ``$XDG_CACHE_HOME/luxical/weights``, else ``~/.cache/luxical/weights``.
 
-    Files there are derived data, rebuilt on the next load, and mapped by every process
-    that uses them: remove them with :func:`clear_weight_cache` (or ``rm``, which also
-    unlinks), never truncate or rewrite one in place (every process mapping it would die
-    of SIGBUS). They are created read-only.
+    It holds the converted weights of ``mmap=True`` loads (``<key>.lxw``) and the ``.npz``
+    files converted from safetensors exports (``<sha256>.st1.npz``, see
+    :mod:`luxical.hub`). Files there are derived data, rebuilt on the next load, and mapped
+    or read by every process that uses them: remove them with :func:`clear_weight_cache`
+    (or ``rm``, which also unlinks), never truncate or rewrite one in place (every process
+    mapping it would die of SIGBUS). They are created read-only.
     """
     env = os.environ.get("LUXICAL_CACHE_DIR")
     if env:
@@ -578,12 +673,14 @@ def weight_cache_dir() -> Path:
 
 
 def clear_weight_cache(path: str | os.PathLike[str] | None = None) -> int:
-    """Removes the weight-cache files (those made by ``mmap=True`` loads).
+    """Removes the weight-cache files: those made by ``mmap=True`` loads, and the ``.npz``
+    files converted from safetensors exports.
 
     Safe while other processes use the cache: files are unlinked, not truncated, so a
     process that maps one keeps its copy until it exits; an entry being written is removed
     once it is complete; the next load rebuilds what it needs. Other files in the
-    directory are left alone.
+    directory are left alone. A model whose converted file was removed pickles by value
+    (or, from the Hub, by its repo, commit and file name).
 
     Args:
         path: The cache directory; default :func:`weight_cache_dir`.
@@ -594,7 +691,86 @@ def clear_weight_cache(path: str | os.PathLike[str] | None = None) -> int:
     Raises:
         OSError: a file could not be removed.
     """
-    return _clear_weight_cache(Path(path) if path is not None else weight_cache_dir())
+    directory = Path(path) if path is not None else weight_cache_dir()
+    from luxical import hub
+
+    return _clear_weight_cache(directory) + hub.clear_converted(directory)
+
+
+def _unpickle_by_path(state: dict[str, Any]) -> Embedder:
+    """The model an Embedder pickled by path names, loaded here, with its fingerprint
+    checked. Tried in order: the file at the pickled path; for a model from the Hub, the
+    same repo, commit and file through huggingface_hub (its cache, or a download unless
+    ``HF_HUB_OFFLINE`` is set); for a model converted from a ``.safetensors`` file, that
+    file. Each goes through the per-process cache (`luxical.load`): a worker that unpickles
+    the same Embedder for every task (Spark, Dask, Ray, multiprocessing) loads it once.
+
+    Raises:
+        ModelFileChangedError: what was found holds another model.
+        FileNotFoundError: none of them is available here (names the path, and the repo,
+            commit and file).
+    """
+    from luxical import load
+
+    path, want = state["path"], state.get("fingerprint")
+    precision, mmap = state.get("precision", "float32"), state.get("mmap")
+    hub, converted_from = state.get("hub"), state.get("converted_from")
+    fallback = hub is not None or converted_from is not None
+    what = f"the Embedder of {state['origin']}" if state.get("origin") else "the Embedder"
+    found: list[str] = []  # why each place did not do
+    changed = False
+
+    def matches(loaded: Embedder, where: str) -> bool:
+        nonlocal changed
+        if want is None or loaded.fingerprint == want:
+            return True
+        changed = True
+        found.append(f"{where} holds model {loaded.fingerprint}")
+        return False
+
+    if os.path.lexists(path) or not fallback:
+        try:
+            loaded = load(path, precision=precision, mmap=mmap)
+        except (LuxicalError, OSError) as exc:
+            if not fallback:
+                raise
+            found.append(f"its file '{path}' cannot be read here ({exc})")
+        else:
+            if matches(loaded, f"the model file '{path}'"):
+                return loaded
+            if not fallback:
+                raise ModelFileChangedError(
+                    f"cannot unpickle {what}: the model file '{path}' holds model "
+                    f"{loaded.fingerprint} here, but the pickled Embedder was loaded from model {want} "
+                    "(the file was replaced after pickling, or differs on this host); put the same "
+                    "file at this path everywhere, or send the model by value: "
+                    "Embedder.from_bytes(emb.to_bytes())"
+                )
+    else:
+        found.append(f"its file '{path}' does not exist here")
+    if hub is not None:
+        repo_id, commit, filename = hub["repo_id"], hub["commit"], hub["filename"]
+        named = f"Hugging Face Hub repo '{repo_id}' at commit '{commit}', file '{filename}'"
+        try:
+            loaded = load(repo_id, revision=commit, filename=filename, precision=precision, mmap=mmap)
+        except (LuxicalError, OSError, ImportError, ValueError) as exc:
+            found.append(f"huggingface_hub cannot provide {named}: {exc}")
+        else:
+            if matches(loaded, named):
+                return loaded
+    elif converted_from is not None:
+        try:
+            loaded = load(converted_from, precision=precision, mmap=mmap)
+        except (LuxicalError, OSError, ImportError) as exc:
+            found.append(f"its safetensors file '{converted_from}' cannot be read here ({exc})")
+        else:
+            if matches(loaded, f"the safetensors file '{converted_from}'"):
+                return loaded
+    message = f"cannot unpickle {what} (model {want}): " + "; ".join(found)
+    if changed:
+        raise ModelFileChangedError(message + "; put the same model file everywhere, or send the model by value: "
+                                    "Embedder.from_bytes(emb.to_bytes())")
+    raise FileNotFoundError(message)
 
 
 def _check_max_tokens(max_tokens: int | None) -> None:

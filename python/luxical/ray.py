@@ -14,7 +14,13 @@
 
 `LuxicalEmbed` is a callable class: Ray builds one per actor, so the model is loaded once
 per actor, never per batch. The output keeps every input column and adds
-``embedding`` (``list<float>``; ``binary`` rows for uint8/binary quantisation).
+``embedding`` (``list<float>``; ``list<int8>`` for int8 and ``binary`` rows for uint8 /
+binary quantisation). With Arrow batches (``batch_format="pyarrow"``) the embedding
+field's metadata and the schema metadata record precision, dim and scale (key
+``luxical``, as ``luxical embed`` writes them); Ray keeps them in the blocks and in
+``write_parquet``'s files (``select_columns`` drops the field's, the schema's stays), so
+``luxical.dequantize(table_or_path)`` needs no arguments. pandas and numpy batches cannot
+carry it: dequantise their codes with ``luxical.dequantize(codes, "int8", scale=S)``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import luxical
 from collections.abc import Sequence
 
 from luxical._columns import (
+    arrow_field_metadata,
+    arrow_schema_metadata,
     check_options,
     embed_column,
     embed_column_with_heads,
@@ -51,7 +59,12 @@ class LuxicalEmbed:
         output_column: The column added; None adds none (with `heads`: only their columns).
         nulls: ``"error"``, ``"empty"`` (zero vector) or ``"null"`` (null embedding).
         quantize: None, ``"int8"`` (``list<int8>``), ``"uint8"`` / ``"binary"``
-            (``binary``).
+            (``binary``). Arrow batches record precision, dim and scale in the field
+            and schema metadata (see the module docstring).
+        scale: Clipping limit of 8-bit codes (values beyond ±scale saturate); default
+            :data:`luxical.quantize.INT8_SCALE` (0.6) for int8 (it was 0.5 before the
+            scale was recorded; pass ``scale=0.5`` for the old codes) and 0.5 (the
+            reference's) for uint8.
         num_threads: Threads per call; default: the CPUs Ray gave this actor
             (``num_cpus``), else 1.
         batch_size: Texts per native call.
@@ -69,12 +82,13 @@ class LuxicalEmbed:
         *,
         nulls: str = "error",
         quantize: str | None = None,
+        scale: float | None = None,
         num_threads: int | None = None,
         batch_size: int = 4096,
         max_tokens: int | None = DEFAULT_MAX_TOKENS,
         heads: Sequence[Head | str | os.PathLike[str]] | None = None,
     ) -> None:
-        check_options(nulls, quantize, max_tokens)
+        self.scale = check_options(nulls, quantize, max_tokens, scale)
         head_objs = resolve(heads or [])
         if output_column is None and not head_objs:
             raise ValueError("output_column=None needs heads (there would be no column to add)")
@@ -88,6 +102,7 @@ class LuxicalEmbed:
         self.num_threads = num_threads if num_threads is not None else _actor_cpus()
         self.batch_size = batch_size
         self.max_tokens = max_tokens
+        self._field_metadata = arrow_field_metadata(self.model.dim, quantize, self.scale)
 
     def __call__(self, batch: Any) -> Any:
         """Embeds one batch: a ``pyarrow.Table`` (``batch_format="pyarrow"``), a
@@ -99,11 +114,16 @@ class LuxicalEmbed:
                 raise KeyError(f"no column {self.text_column!r} in the batch (columns: {batch.column_names})")
             codes, mask, columns = self._embed(batch.column(self.text_column))
             if codes is not None:
+                assert self.output_column is not None  # embeddings are computed only then
                 if self.quantize in ("uint8", "binary"):
                     column = to_arrow_binary(codes, mask)
                 else:
                     column = to_arrow_list(codes, mask)
-                batch = batch.append_column(self.output_column, column)
+                field = pa.field(self.output_column, column.type, metadata=self._field_metadata)
+                batch = batch.append_column(field, column)
+                batch = batch.replace_schema_metadata(arrow_schema_metadata(
+                    batch.schema.metadata, self.output_column, self.model.dim, self.quantize, self.scale
+                ))
             for name, values in zip(columns, head_arrow_columns(columns, mask)):
                 batch = batch.append_column(name, values)
             return batch
@@ -132,12 +152,12 @@ class LuxicalEmbed:
         where = f"column {self.text_column!r} of this batch"
         if self.model.heads:
             return embed_column_with_heads(
-                self.model, texts, nulls=self.nulls, quantize=self.quantize,
+                self.model, texts, nulls=self.nulls, quantize=self.quantize, scale=self.scale,
                 num_threads=self.num_threads, batch_size=self.batch_size, max_tokens=self.max_tokens,
                 where=where, embeddings=self.output_column is not None,
             )
         codes, mask = embed_column(
-            self.model, texts, nulls=self.nulls, quantize=self.quantize,
+            self.model, texts, nulls=self.nulls, quantize=self.quantize, scale=self.scale,
             num_threads=self.num_threads, batch_size=self.batch_size, max_tokens=self.max_tokens,
             where=where,
         )

@@ -6,10 +6,16 @@ Embed a text column of a DataFrame::
     out = luxical.spark.embed_dataframe(df, "text", model="model.npz")
     # every input column, plus "embedding": array<float>
 
-or as a column expression::
+or as a column expression (with ``heads=``: a struct of the embedding and the heads'
+columns)::
 
     embed = luxical.spark.embed_udf(model="model.npz")
     df.withColumn("embedding", embed("text"))
+
+Quantised outputs (``quantize="int8"``, at :data:`luxical.quantize.INT8_SCALE` unless
+``scale=`` says otherwise) record their precision, scale and dim in the column's
+``StructField`` metadata under ``"luxical"``; ``df.write.parquet`` keeps it in the files,
+so ``luxical.dequantize("out.parquet")`` reads the codes back with no arguments.
 
 Build a vocabulary on the cluster (one Space-Saving summary per partition, merged in a
 tree on the executors)::
@@ -41,12 +47,14 @@ from luxical._columns import (
     check_options,
     embed_column,
     embed_column_with_heads,
+    embedding_record,
     head_arrow_columns,
     to_arrow_binary,
     to_arrow_list,
 )
 from luxical._luxical import DEFAULT_MAX_TOKENS
 from luxical.embedder import Embedder
+from luxical.quantize import METADATA_KEY
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -55,7 +63,14 @@ if TYPE_CHECKING:
     from luxical.heads import Head
     from luxical.training.vocab import NgramVocabulary
 
-__all__ = ["build_vocabulary", "count_ngrams", "document_frequencies", "embed_dataframe", "embed_udf"]
+__all__ = ["EMBEDDING_FIELD", "build_vocabulary", "count_ngrams", "document_frequencies", "embed_dataframe", "embed_udf"]
+
+#: The struct field holding the embeddings when :func:`embed_udf` computes heads too.
+EMBEDDING_FIELD = "embedding"
+
+#: The key of luxical's record in a Spark column's metadata (``StructField.metadata``).
+METADATA_NAME = METADATA_KEY.decode()
+
 
 class ModelRef(NamedTuple):
     """How a worker finds and loads the model: everything that defines the embedder."""
@@ -181,6 +196,7 @@ def embed_dataframe(
     output_col: str | None = "embedding",
     nulls: str = "error",
     quantize: str | None = None,
+    scale: float | None = None,
     num_threads: int | None = None,
     batch_size: int = 4096,
     max_tokens: int | None = DEFAULT_MAX_TOKENS,
@@ -202,7 +218,14 @@ def embed_dataframe(
             it as a zero vector, ``"null"`` gives a null embedding.
         quantize: None (``array<float>``), ``"int8"`` (``array<tinyint>``), or ``"uint8"``
             / ``"binary"`` (``binary``: the codes of one row as bytes; see
-            :func:`luxical.quantize`).
+            :func:`luxical.quantize`). The column's ``StructField`` metadata records
+            ``{"luxical": {"precision", "dim", "scale"}}`` (also for float output);
+            ``df.write.parquet`` stores it, and ``luxical.dequantize(path)`` reads it.
+            Collected codes without it: ``luxical.dequantize(codes, "int8", scale=S)``.
+        scale: Clipping limit of 8-bit codes (values beyond ±scale saturate); default
+            :data:`luxical.quantize.INT8_SCALE` (0.6) for int8 (it was 0.5 before the
+            scale was recorded; pass ``scale=0.5`` for the old codes) and 0.5 (the
+            reference's) for uint8.
         num_threads: Threads per task; default ``spark.task.cpus``.
         batch_size: Texts per native call within an Arrow batch.
         max_tokens: Each document is embedded from its first `max_tokens` tokens (see
@@ -213,12 +236,17 @@ def embed_dataframe(
 
     Returns:
         A DataFrame with the columns of `df`, `output_col` and the heads' columns.
+
+    Raises:
+        ValueError: a bad option value (`scale` with a precision that has none, or not
+            > 0), a missing `text_col`, an existing column named as an added one.
+        TypeError: `text_col` is not a string column.
     """
     from pyspark.sql.types import StringType, StructField, StructType
 
     from luxical.heads import resolve
 
-    check_options(nulls, quantize, max_tokens)
+    scale = check_options(nulls, quantize, max_tokens, scale)
     if heads is None and isinstance(model, Embedder):
         heads = model.heads  # an Embedder made with with_heads() keeps its heads
     head_objs = resolve(heads or [])
@@ -233,7 +261,9 @@ def embed_dataframe(
     if not isinstance(df.schema[text_col].dataType, StringType):
         raise TypeError(f"column {text_col!r} is {df.schema[text_col].dataType.simpleString()}, expected string")
     ref = _ship_model(df.sparkSession, model)
-    added = [] if output_col is None else [StructField(output_col, _embedding_type(quantize), nullable=True)]
+    dim = model.dim if isinstance(model, Embedder) else luxical.load(model).dim
+    record = {METADATA_NAME: embedding_record(dim, quantize, scale)}
+    added = [] if output_col is None else [StructField(output_col, _embedding_type(quantize), nullable=True, metadata=record)]
     schema = StructType([*df.schema.fields, *added, *head_fields])
     names_added = ([] if output_col is None else [output_col]) + [f.name for f in head_fields]
 
@@ -249,14 +279,14 @@ def embed_dataframe(
             where = f"column {text_col!r} of this batch"
             if head_objs:
                 codes, mask, columns = embed_column_with_heads(
-                    embedder, texts, nulls=nulls, quantize=quantize, num_threads=threads, batch_size=batch_size,
+                    embedder, texts, nulls=nulls, quantize=quantize, scale=scale, num_threads=threads, batch_size=batch_size,
                     max_tokens=max_tokens, where=where, embeddings=output_col is not None,
                 )
                 new = [] if codes is None else [_arrow_embedding(codes, mask, quantize)]
                 new += head_arrow_columns(columns, mask)
             else:
                 codes, mask = embed_column(
-                    embedder, texts, nulls=nulls, quantize=quantize, num_threads=threads,
+                    embedder, texts, nulls=nulls, quantize=quantize, scale=scale, num_threads=threads,
                     batch_size=batch_size, max_tokens=max_tokens, where=where,
                 )
                 new = [_arrow_embedding(codes, mask, quantize)]
@@ -278,46 +308,105 @@ def _head_fields(heads: Sequence[Head]) -> list[Any]:
 def embed_udf(
     *,
     model: str | os.PathLike[str] | Embedder | None = None,
+    heads: Sequence[Head | str | os.PathLike[str]] | None = None,
+    embeddings: bool = True,
     nulls: str = "error",
     num_threads: int | None = None,
     batch_size: int = 4096,
     max_tokens: int | None = DEFAULT_MAX_TOKENS,
 ) -> Any:
-    """A ``pandas_udf`` (``array<float>``) for ``df.withColumn(name, udf(text_column))``.
+    """A ``pandas_udf`` for ``df.withColumn(name, udf(text_column))``: ``array<float>``,
+    or with heads a struct of ``"embedding"`` (:data:`EMBEDDING_FIELD`) and the heads'
+    columns, which ``df.select("*", f"{name}.*")`` turns into columns.
 
     Must be called with an active SparkSession (the model file is shipped to the
-    executors). :func:`embed_dataframe` is faster (no pandas round trip).
+    executors). :func:`embed_dataframe` is faster (no pandas round trip), and is the way to
+    quantised outputs (a UDF's return type has no room for the scale's record).
+
+    Args:
+        model: As in :func:`embed_dataframe`.
+        heads: Heads (:mod:`luxical.heads` objects or head file paths, read here on the
+            driver and shipped by value) computed in the same pass; None: those of `model`
+            (an `Embedder` made by :meth:`luxical.Embedder.with_heads`), if any. The UDF
+            then returns a struct: ``embedding`` (unless ``embeddings=False``) and one
+            field per head column (``float`` scores and cosines, ``int`` ids).
+        embeddings: With heads only: False leaves the ``embedding`` field out.
+        nulls: As in :func:`embed_dataframe`; under ``"null"`` a null text gives a null
+            array, or with heads a struct whose fields are all null.
+        num_threads: Threads per task; default ``spark.task.cpus``.
+        batch_size: Texts per native call.
+        max_tokens: As in :meth:`luxical.Embedder.__call__`.
+
+    Returns:
+        The UDF (a ``pyspark`` ``UserDefinedFunction``), applied to a string column.
+
+    Raises:
+        RuntimeError: no active SparkSession.
+        ValueError: a bad option value, or ``embeddings=False`` without heads.
     """
     from pyspark.sql import SparkSession
     from pyspark.sql.functions import pandas_udf
+    from pyspark.sql.types import StructField, StructType
+
+    from luxical.heads import resolve
 
     check_options(nulls, None, max_tokens)
+    if heads is None and isinstance(model, Embedder):
+        heads = model.heads  # an Embedder made with with_heads() keeps its heads
+    head_objs = resolve(heads or [])
+    if not embeddings and not head_objs:
+        raise ValueError("embeddings=False needs heads (there would be no field to return)")
     spark = SparkSession.getActiveSession()
     if spark is None:
         raise RuntimeError("embed_udf needs an active SparkSession")
     ref = _ship_model(spark, model)
+    return_type: Any = _embedding_type(None)
+    if head_objs:
+        embedding_field = [StructField(EMBEDDING_FIELD, _embedding_type(None), nullable=True)] if embeddings else []
+        return_type = StructType([*embedding_field, *_head_fields(head_objs)])
 
     import typing
 
     import pandas as pd
 
+    def rows_of(emb: np.ndarray, mask: np.ndarray | None) -> list[Any]:
+        rows: list[Any] = list(emb)
+        if mask is not None:
+            for i in np.flatnonzero(mask):
+                rows[i] = None
+        return rows
+
     def luxical_embed(batches: Iterator[Any]) -> Iterator[Any]:
         embedder = _worker_model(ref)
+        if head_objs:
+            embedder = embedder.with_heads(*head_objs)
         threads = _task_threads(num_threads)
         for texts in batches:
-            emb, mask = embed_column(
-                embedder, texts, nulls=nulls, num_threads=threads, batch_size=batch_size, max_tokens=max_tokens
+            if not head_objs:
+                emb, mask = embed_column(
+                    embedder, texts, nulls=nulls, num_threads=threads, batch_size=batch_size, max_tokens=max_tokens
+                )
+                yield pd.Series(rows_of(emb, mask), index=texts.index)
+                continue
+            codes, mask, columns = embed_column_with_heads(
+                embedder, texts, nulls=nulls, num_threads=threads, batch_size=batch_size, max_tokens=max_tokens,
+                embeddings=embeddings,
             )
-            rows: list[Any] = list(emb)
-            if mask is not None:
-                for i in np.flatnonzero(mask):
-                    rows[i] = None
-            yield pd.Series(rows, index=texts.index)
+            data: dict[str, Any] = {}
+            if codes is not None:
+                data[EMBEDDING_FIELD] = pd.Series(rows_of(codes, mask), index=texts.index, dtype=object)
+            for name, values in columns.items():
+                col = pd.array(values, dtype="Int32" if values.dtype == np.int32 else "Float32")
+                if mask is not None:
+                    col[mask] = pd.NA
+                data[name] = pd.Series(col, index=texts.index)
+            yield pd.DataFrame(data, index=texts.index)
 
-    # Spark picks the UDF kind (iterator of Series → iterator of Series: one model lookup
-    # per task, not per batch) from resolved type hints.
-    luxical_embed.__annotations__ = {"batches": typing.Iterator[pd.Series], "return": typing.Iterator[pd.Series]}
-    return pandas_udf(_embedding_type(None))(luxical_embed)  # type: ignore[call-overload]
+    # Spark picks the UDF kind (iterator of Series → iterator of Series, or of DataFrames
+    # for a struct: one model lookup per task, not per batch) from resolved type hints.
+    out_hint = typing.Iterator[pd.DataFrame] if head_objs else typing.Iterator[pd.Series]
+    luxical_embed.__annotations__ = {"batches": typing.Iterator[pd.Series], "return": out_hint}
+    return pandas_udf(return_type)(luxical_embed)  # type: ignore[call-overload]
 
 
 def count_ngrams(
