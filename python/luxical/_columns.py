@@ -3,18 +3,23 @@ null policy and optional quantisation at a recorded scale, shared by the integra
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 import numpy as np
 
+import luxical
 from luxical._luxical import DEFAULT_MAX_TOKENS
 from luxical.embedder import Embedder, _check_max_tokens
 from luxical.quantize import METADATA_KEY, column_metadata, resolve_scale
+from luxical.quantize import parquet_metadata as _parquet_metadata
 from luxical.quantize import quantize as _quantize
 
 NullPolicy = Literal["error", "empty", "null"]
 _NULL_POLICIES = ("error", "empty", "null")
 _PRECISIONS = (None, "uint8", "int8", "binary")
+#: The end of every message refusing a null under ``nulls="error"``.
+NULLS_HINT = 'pass nulls="empty" to embed nulls as zero vectors or nulls="null" to keep them null'
 
 
 def check_options(
@@ -29,6 +34,28 @@ def check_options(
     if quantize not in _PRECISIONS:
         raise ValueError(f'quantize must be None, "uint8", "int8" or "binary", got {quantize!r}')
     return resolve_scale(quantize, scale)
+
+
+def parquet_metadata(
+    model: str | os.PathLike[str] | Embedder | None = None,
+    *,
+    quantize: str | None = None,
+    scale: float | None = None,
+    column: str = "embedding",
+) -> dict[str, str]:
+    """The Parquet key-value metadata that records how `column` was made (pass the `model`,
+    `quantize` and `scale` it was embedded with), so that ``luxical.dequantize(path)``
+    reads the file with no arguments: ``{"luxical": JSON}``. For writers whose columns
+    carry no metadata: Polars' ``write_parquet`` / ``sink_parquet`` (``metadata=``, see
+    :mod:`luxical.polars`) and Dask's ``to_parquet`` (``custom_metadata=``, with
+    ``schema=None``: see :mod:`luxical.dask`). :func:`luxical.quantize.parquet_metadata`
+    does the same from the model's ``dim``.
+
+    Raises:
+        ValueError: a bad `quantize` / `scale` (as the engines' embedding functions).
+    """
+    scale = check_options("error", quantize, DEFAULT_MAX_TOKENS, scale)
+    return _parquet_metadata(luxical.load(model).dim, quantize, scale=scale, column=column)
 
 
 def embedding_record(dim: int, quantize: str | None, scale: float | None) -> dict[str, Any]:
@@ -175,8 +202,7 @@ def _nulls_filled(texts: Any, nulls: str, where: str) -> tuple[Any, np.ndarray |
     if nulls == "error":
         first = int(np.flatnonzero(mask)[0])
         raise ValueError(
-            f"{where}[{first}] is null ({int(mask.sum())} nulls in this batch); "
-            'pass nulls="empty" to embed nulls as zero vectors or nulls="null" to keep them null'
+            f"{where}[{first}] is null ({int(mask.sum())} nulls in this batch); {NULLS_HINT}"
         )
     return _fill_nulls(texts, mask), mask
 

@@ -47,8 +47,7 @@ import numpy as np
 import luxical
 from collections.abc import Sequence
 
-from luxical._columns import check_options, embed_column, embed_column_with_heads
-from luxical.quantize import parquet_metadata as _parquet_metadata
+from luxical._columns import NULLS_HINT, check_options, embed_column, embed_column_with_heads, parquet_metadata
 from luxical._luxical import DEFAULT_MAX_TOKENS
 from luxical.embedder import Embedder
 from luxical.heads import Head, resolve
@@ -115,8 +114,7 @@ def _refuse_nulls(texts: pd.Series) -> None:
         label = texts.index[int(np.flatnonzero(mask)[0])]
         label = label.item() if hasattr(label, "item") else label
         raise ValueError(
-            f"text at index label {label!r} is null ({int(mask.sum())} nulls in this partition); "
-            'pass nulls="empty" to embed nulls as zero vectors or nulls="null" to keep them null'
+            f"text at index label {label!r} is null ({int(mask.sum())} nulls in this partition); {NULLS_HINT}"
         )
 
 
@@ -290,22 +288,3 @@ def embed_frame(
         quantize=quantize, scale=scale, num_threads=num_threads, batch_size=batch_size, max_tokens=max_tokens, meta=pd.DataFrame(meta),
     )
 
-
-def parquet_metadata(
-    model: str | os.PathLike[str] | Embedder | None = None,
-    *,
-    quantize: str | None = None,
-    scale: float | None = None,
-    column: str = "embedding",
-) -> dict[str, str]:
-    """The ``custom_metadata`` for ``ddf.to_parquet`` that records how `column` was made
-    (pass the `model`, `quantize` and `scale` given to :func:`embed_series` /
-    :func:`embed_frame`), so that ``luxical.dequantize(path)`` reads the files with no
-    arguments. See the module docstring (``schema=None`` is needed too).
-
-    Raises:
-        ValueError: a bad `quantize` / `scale` (as :func:`embed_series`).
-    """
-    scale = check_options("error", quantize, DEFAULT_MAX_TOKENS, scale)
-    dim = model.dim if isinstance(model, Embedder) else luxical.load(model).dim
-    return _parquet_metadata(dim, quantize, scale=scale, column=column)

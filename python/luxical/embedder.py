@@ -169,12 +169,13 @@ class Embedder:
             >>> emb.source                                                  # doctest: +SKIP
             'hf://DatologyAI/luxical-one@.../luxical_one_rc4.npz'
         """
-        from luxical import hub
+        from luxical import hub  # also serves it as luxical.hub.from_pretrained
 
-        return hub.from_pretrained(
+        resolved = hub._resolve(
             repo_id_or_dir, revision=revision, filename=filename, cache_dir=cache_dir, token=token,
-            local_files_only=local_files_only, precision=precision, mmap=mmap,
+            local_files_only=local_files_only,
         )
+        return hub._load_resolved(resolved, precision=precision, mmap=mmap)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Embedder:

@@ -68,14 +68,12 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from luxical.embedder import Embedder
 from luxical.errors import ModelFormatError
-
-if TYPE_CHECKING:
-    from luxical.embedder import Embedder
 
 __all__ = ["SAFETENSORS_FILE", "choose_model_file", "converted_path", "from_pretrained", "is_repo_id", "load_file"]
 
@@ -171,25 +169,14 @@ def choose_model_file(names: list[str], *, where: str) -> str:
     )
 
 
-def from_pretrained(
-    repo_id_or_dir: str | os.PathLike[str],
-    *,
-    revision: str | None = None,
-    filename: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    token: str | bool | None = None,
-    local_files_only: bool = False,
-    precision: str = "float32",
-    mmap: bool | None = None,
-) -> Embedder:
-    """Loads a model from a Hugging Face Hub repo or a local folder laid out like one.
+#: Loads a model from a Hugging Face Hub repo or a local folder laid out like one: this is
+#: :meth:`luxical.Embedder.from_pretrained` itself, which documents the arguments.
+from_pretrained = Embedder.from_pretrained
 
-    Same as :meth:`luxical.Embedder.from_pretrained`, which documents the arguments.
-    """
-    resolved = _resolve(
-        repo_id_or_dir, revision=revision, filename=filename, cache_dir=cache_dir,
-        token=token, local_files_only=local_files_only,
-    )
+
+def _load_resolved(resolved: _Resolved, *, precision: str, mmap: bool | None) -> Embedder:
+    """The model of a repo or folder that :func:`_resolve` found (the body of
+    :meth:`luxical.Embedder.from_pretrained`): loaded, with its origin kept for pickling."""
     emb = load_file(resolved.path, precision=precision, mmap=mmap, described=resolved.source)
     emb._origin = resolved.source
     emb._hub = resolved.hub
@@ -216,48 +203,18 @@ def _resolve(
     token: str | bool | None,
     local_files_only: bool,
 ) -> _Resolved:
+    """The model file that `target` names: a local file or folder (an existing path wins),
+    else a file of the Hub repo `target` (downloaded into the Hub cache, or found there)."""
     if not isinstance(target, os.PathLike) and not str(target):
         raise ValueError("cannot load model '': an empty name is neither a path nor a Hub repo id")
     if isinstance(target, os.PathLike) or Path(target).exists():
-        path = Path(target)
-        if not path.exists():
-            raise FileNotFoundError(f"cannot load model: no such file or folder '{path}'")
-        if revision is not None:
-            raise ValueError(
-                f"revision={revision!r} applies to Hugging Face Hub repos, but '{path}' is a local "
-                f"{'folder' if path.is_dir() else 'file'}"
-            )
-        if path.is_file():
-            return _Resolved(path, os.path.abspath(path))
-        if filename is None:
-            names = [p.name for p in path.iterdir() if p.is_file()]
-            filename = choose_model_file(names, where=f"folder '{path}'")
-        file = path / filename
-        if not file.is_file():
-            raise FileNotFoundError(f"cannot load model: folder '{path}' has no file '{filename}'")
-        _check_config(file, where=f"folder '{path}'")
-        return _Resolved(file, os.path.abspath(file))
-    name = str(target)
-    if not is_repo_id(name):
+        return _resolve_local(Path(target), revision=revision, filename=filename)
+    repo_id = str(target)
+    if not is_repo_id(repo_id):
         raise FileNotFoundError(
-            f"cannot load model '{name}': no such file or folder, and it is not a Hugging Face Hub "
+            f"cannot load model '{repo_id}': no such file or folder, and it is not a Hugging Face Hub "
             "repo id (owner/name)"
         )
-    return _resolve_hub(
-        name, revision=revision, filename=filename, cache_dir=cache_dir, token=token,
-        local_files_only=local_files_only,
-    )
-
-
-def _resolve_hub(
-    repo_id: str,
-    *,
-    revision: str | None,
-    filename: str | None,
-    cache_dir: str | os.PathLike[str] | None,
-    token: str | bool | None,
-    local_files_only: bool,
-) -> _Resolved:
     hf = _import_hub(repo_id)
     from huggingface_hub.utils import (
         EntryNotFoundError,
@@ -330,6 +287,26 @@ def _resolve_hub(
     return _Resolved(path, f"hf://{repo_id}@{commit}/{filename}", origin)
 
 
+def _resolve_local(path: Path, *, revision: str | None, filename: str | None) -> _Resolved:
+    if not path.exists():
+        raise FileNotFoundError(f"cannot load model: no such file or folder '{path}'")
+    if revision is not None:
+        raise ValueError(
+            f"revision={revision!r} applies to Hugging Face Hub repos, but '{path}' is a local "
+            f"{'folder' if path.is_dir() else 'file'}"
+        )
+    if path.is_file():
+        return _Resolved(path, os.path.abspath(path))
+    if filename is None:
+        names = [p.name for p in path.iterdir() if p.is_file()]
+        filename = choose_model_file(names, where=f"folder '{path}'")
+    file = path / filename
+    if not file.is_file():
+        raise FileNotFoundError(f"cannot load model: folder '{path}' has no file '{filename}'")
+    _check_config(file, where=f"folder '{path}'")
+    return _Resolved(file, os.path.abspath(file))
+
+
 def _snapshot_commit(path: Path, filename: str) -> str | None:
     """The commit of a file in a Hub cache, ``.../snapshots/<commit>/<filename>``."""
     snapshot = path.parents[len(Path(filename).parts) - 1]
@@ -400,8 +377,6 @@ def load_file(
         luxical.errors.ModelFormatError: the file is damaged or not a Luxical model.
         ImportError: a safetensors file, and the ``safetensors`` package is missing.
     """
-    from luxical.embedder import Embedder
-
     path = Path(path)
     if _layout(path) == "npz":
         return Embedder.load(path, precision=precision, mmap=mmap)
@@ -514,7 +489,6 @@ def _load_converted(sha256: str, path: Path, *, precision: str, mmap: bool | Non
 def _read_converted(final: Path, *, precision: str, mmap: bool | None) -> Embedder | None:
     """The model of an existing converted file; None when there is none, or when it is
     damaged (then it is removed, to be converted again)."""
-    from luxical.embedder import Embedder
     from luxical.errors import LuxicalError
 
     if not final.is_file():
@@ -533,8 +507,6 @@ def _read_converted(final: Path, *, precision: str, mmap: bool | None) -> Embedd
 def _convert(path: Path, npz: Path, *, precision: str, mmap: bool | None, where: str) -> Embedder:
     """Converts the safetensors file `path` into the .npz `npz` and loads that."""
     from safetensors import SafetensorError, safe_open
-
-    from luxical.embedder import Embedder
 
     try:
         with safe_open(str(path), framework="numpy") as f:

@@ -45,11 +45,10 @@ import numpy as np
 import polars as pl
 
 import luxical
-from luxical._columns import check_options, embed_column, embed_column_with_heads
+from luxical._columns import NULLS_HINT, check_options, embed_column, embed_column_with_heads, parquet_metadata
 from luxical._luxical import DEFAULT_MAX_TOKENS
 from luxical.embedder import Embedder
 from luxical.heads import CentroidHead, Head, resolve
-from luxical.quantize import parquet_metadata as _parquet_metadata
 
 __all__ = ["LuxicalExprNamespace", "embed_frame", "embed_series", "output_dtype", "parquet_metadata"]
 
@@ -57,8 +56,6 @@ __all__ = ["LuxicalExprNamespace", "embed_frame", "embed_series", "output_dtype"
 EMBEDDING_FIELD = "embedding"
 
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
-
-_NULLS_HINT = 'pass nulls="empty" to embed nulls as zero vectors or nulls="null" to keep them null'
 
 
 def output_dtype(model: Embedder, quantize: str | None = None) -> pl.DataType:
@@ -85,11 +82,13 @@ def _head_dtype(head: Head, column: str) -> pl.DataType:
 
 class _EmbedBatch:
     """The function ``map_batches`` calls on each batch (a picklable object, not a
-    closure, so that a lazy plan holding it can be serialised)."""
+    closure, so that a lazy plan holding it can be serialised). Built when the expression
+    is: checks the options and loads the model (with `heads`, else its own, if any)."""
 
     def __init__(
         self,
-        model: Embedder,
+        model: str | os.PathLike[str] | Embedder | None,
+        heads: Sequence[Head | str | os.PathLike[str]] | None,
         *,
         nulls: str,
         quantize: str | None,
@@ -99,18 +98,24 @@ class _EmbedBatch:
         max_tokens: int | None,
         embeddings: bool,
     ) -> None:
-        self.model = model
+        self.scale = check_options(nulls, quantize, max_tokens, scale)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = luxical.load(model)
+        if heads:  # else the model's own heads, if it has any (as luxical.ray)
+            self.model = self.model.with_heads(*resolve(heads))
+        if not embeddings and not self.model.heads:
+            raise ValueError("embeddings=False needs heads (there would be no column to return)")
         self.nulls = nulls
         self.quantize = quantize
-        self.scale = scale
         self.num_threads = num_threads
         self.batch_size = batch_size
         self.max_tokens = max_tokens
         self.embeddings = embeddings
-        self.dtype: pl.DataType = output_dtype(model, quantize)
-        if model.heads:
+        self.dtype: pl.DataType = output_dtype(self.model, quantize)
+        if self.model.heads:
             fields = {EMBEDDING_FIELD: self.dtype} if embeddings else {}
-            for head in model.heads:
+            for head in self.model.heads:
                 for column in head.columns:
                     fields[column] = _head_dtype(head, column)
             self.return_dtype: pl.DataType = pl.Struct(fields)
@@ -156,7 +161,7 @@ def _texts(series: pl.Series, nulls: str) -> Any:
         first = int(series.is_null().arg_max() or 0)
         raise ValueError(
             f"column {name!r} is null at row {first} of a batch of {len(series)} rows "
-            f"({n_null} nulls in the batch); {_NULLS_HINT}"
+            f"({n_null} nulls in the batch); {NULLS_HINT}"
         )
     return series.to_arrow()
 
@@ -184,32 +189,6 @@ def _masked(values: np.ndarray, mask: np.ndarray | None) -> Any:
 
 def _null_rows(out: pl.Series, mask: np.ndarray) -> pl.Series:
     return pl.select(pl.when(pl.lit(pl.Series(mask))).then(None).otherwise(out).alias(out.name)).to_series()
-
-
-def _embed_batch(
-    model: str | os.PathLike[str] | Embedder | None,
-    heads: Sequence[Head | str | os.PathLike[str]] | None,
-    *,
-    nulls: str,
-    quantize: str | None,
-    scale: float | None,
-    num_threads: int | None,
-    batch_size: int,
-    max_tokens: int | None,
-    embeddings: bool,
-) -> _EmbedBatch:
-    scale = check_options(nulls, quantize, max_tokens, scale)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    embedder = luxical.load(model)
-    if heads:  # else the model's own heads, if it has any (as luxical.ray)
-        embedder = embedder.with_heads(*resolve(heads))
-    if not embeddings and not embedder.heads:
-        raise ValueError("embeddings=False needs heads (there would be no column to return)")
-    return _EmbedBatch(
-        embedder, nulls=nulls, quantize=quantize, scale=scale, num_threads=num_threads, batch_size=batch_size,
-        max_tokens=max_tokens, embeddings=embeddings,
-    )
 
 
 @pl.api.register_expr_namespace("luxical")
@@ -271,7 +250,7 @@ class LuxicalExprNamespace:
             TypeError: the column is not a String column (when the frame is computed; the
                 message names the column and its dtype).
         """
-        fn = _embed_batch(
+        fn = _EmbedBatch(
             model, heads, nulls=nulls, quantize=quantize, scale=scale, num_threads=num_threads,
             batch_size=batch_size, max_tokens=max_tokens, embeddings=embeddings,
         )
@@ -292,7 +271,7 @@ def embed_series(
     """Embeds a String Series: an ``Array(Float32, dim)`` Series of the same name and
     length (options as in :meth:`LuxicalExprNamespace.embed`; the error for a null names
     its row in `series`)."""
-    fn = _embed_batch(
+    fn = _EmbedBatch(
         model, None, nulls=nulls, quantize=quantize, scale=scale, num_threads=num_threads,
         batch_size=batch_size, max_tokens=max_tokens, embeddings=True,
     )
@@ -359,7 +338,7 @@ def embed_frame(
         n_null = texts.null_count()
         if n_null:
             first = int(texts.is_null().arg_max() or 0)
-            raise ValueError(f"column {column!r} is null at row {first} ({n_null} nulls); {_NULLS_HINT}")
+            raise ValueError(f"column {column!r} is null at row {first} ({n_null} nulls); {NULLS_HINT}")
     expr = LuxicalExprNamespace(pl.col(column)).embed(
         embedder, heads=head_objs or None, embeddings=out is not None, nulls=nulls, quantize=quantize,
         scale=scale, num_threads=num_threads, batch_size=batch_size, max_tokens=max_tokens,
@@ -372,22 +351,3 @@ def embed_frame(
         fields.insert(0, pl.col("__luxical__").struct.field(EMBEDDING_FIELD).alias(out))
     return frame.with_columns(expr.alias("__luxical__")).with_columns(*fields).drop("__luxical__")
 
-
-def parquet_metadata(
-    model: str | os.PathLike[str] | Embedder | None = None,
-    *,
-    quantize: str | None = None,
-    scale: float | None = None,
-    column: str = "embedding",
-) -> dict[str, str]:
-    """The ``metadata=`` for ``write_parquet`` / ``sink_parquet`` that records how
-    `column` was made (pass the `model`, `quantize` and `scale` given to the expression or
-    :func:`embed_frame`), so that ``luxical.dequantize(path)`` reads the file with no
-    arguments: ``{"luxical": JSON}`` in the file's key-value metadata.
-
-    Raises:
-        ValueError: a bad `quantize` / `scale` (as :meth:`LuxicalExprNamespace.embed`).
-    """
-    scale = check_options("error", quantize, DEFAULT_MAX_TOKENS, scale)
-    dim = model.dim if isinstance(model, Embedder) else luxical.load(model).dim
-    return _parquet_metadata(dim, quantize, scale=scale, column=column)
