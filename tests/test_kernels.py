@@ -36,6 +36,8 @@ NEEDS = {
 #: Each family's float32 and int8 kernel names, as cpu_info() reports them.
 FLOAT32 = {"portable": "portable", "avx2": "avx2", "avx512": "avx512", "amx": "avx512"}
 INT8 = {"portable": "portable", "avx2": "avx2", "avx512": "avx512-vnni", "amx": "amx-int8"}
+#: Each family's bfloat16 kernel (AVX2 has none: the portable one runs).
+BF16 = {"portable": "portable", "avx2": "portable", "avx512": "avx512-bf16", "amx": "amx-bf16"}
 MODELS = {"small": FIXTURES / "small_model.npz", "default": luxical.default_model_path()}
 N_TEXTS = 3000
 
@@ -51,7 +53,7 @@ _CHILD = textwrap.dedent(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for name, path in spec["models"].items():
-            for precision in ("float32", "int8"):
+            for precision in ("float32", "int8", "bfloat16"):
                 emb = luxical.Embedder.load(path, precision=precision)
                 np.save(f"{spec['out']}/{name}-{precision}.npy", emb(texts, num_threads=2))
         info = luxical.cpu_info()
@@ -129,14 +131,22 @@ def _row_cosines(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def test_cpu_info_describes_features_and_kernels():
     info = luxical.cpu_info()
-    assert set(info) == {"arch", "features", "float32_kernels", "int8_kernels", "float32_kernel", "int8_kernel"}
+    assert set(info) == {
+        "arch", "features", "float32_kernels", "int8_kernels", "bfloat16_kernels",
+        "float32_kernel", "int8_kernel", "bfloat16_kernel",
+    }
     assert set(info["features"]) == {
-        "avx2", "fma", "avx512f", "avx512bw", "avx512vnni", "amx_tile", "amx_int8", "amx_bf16", "amx_os"
+        "avx2", "fma", "avx512f", "avx512bw", "avx512vnni", "avx512bf16", "amx_tile", "amx_int8", "amx_bf16", "amx_os"
     }
     assert all(isinstance(v, bool) for v in info["features"].values())
     assert info["float32_kernels"][0] == "portable" and info["int8_kernels"][0] == "portable"
     assert info["float32_kernel"] in info["float32_kernels"]
     assert info["int8_kernel"] in info["int8_kernels"]
+    assert info["bfloat16_kernels"][0] == "portable" and info["bfloat16_kernel"] in info["bfloat16_kernels"]
+    assert ("avx512-bf16" in info["bfloat16_kernels"]) == (info["features"]["avx512f"] and info["features"]["avx512bf16"])
+    assert ("amx-bf16" in info["bfloat16_kernels"]) == all(
+        info["features"][f] for f in ("avx512f", "amx_tile", "amx_bf16", "amx_os")
+    )
     for kernel in KERNELS:
         has = all(info["features"][f] for f in NEEDS[kernel]) and (kernel == "portable" or info["arch"] == "x86_64")
         assert _has_family(info, kernel) == has, (kernel, info)
@@ -152,6 +162,7 @@ def test_cpu_info_describes_features_and_kernels():
         for name in ("avx2", "fma", "amx_tile", "amx_int8", "amx_bf16"):
             assert info["features"][name] == (name in flags), name
         assert info["features"]["avx512vnni"] == ("avx512_vnni" in flags)
+        assert info["features"]["avx512bf16"] == ("avx512_bf16" in flags)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -164,6 +175,9 @@ def test_forced_kernel_is_the_one_running(kernel, run):
     family_int8 = INT8[kernel]
     want_int8 = family_int8 if family_int8 in info["int8_kernels"] else "avx2"
     assert info["int8_kernel"] == want_int8
+    # The bfloat16 kernel of the family, or the best below it.
+    below = [BF16[k] for k in KERNELS[: KERNELS.index(kernel) + 1] if BF16[k] in info["bfloat16_kernels"]]
+    assert info["bfloat16_kernel"] == below[-1]
     assert result["warnings"] == []
 
 
@@ -205,11 +219,31 @@ def test_int8_kernels_embed_like_portable(kernel, run):
             assert g.tobytes() == w.tobytes(), f"{model} float32: {(g != w).any(axis=1).sum()} rows differ from avx2"
 
 
+@pytest.mark.parametrize("kernel", ["avx512", "amx"])
+def test_bfloat16_kernels_embed_like_portable(kernel, run):
+    """The bfloat16 hidden layers sum exact products of the same rounded operands in
+    float32; AMX adds each pair's products in input order like the portable kernel, AVX-512
+    BF16 adds a pair's second product first, and both flush denormals: float rounding."""
+    info = luxical.cpu_info()
+    if BF16[kernel] not in info["bfloat16_kernels"]:
+        platform_skip(f"this CPU lacks the {BF16[kernel]} kernel (features: {info['features']})")
+    result = run(kernel)
+    assert result["info"]["bfloat16_kernel"] == BF16[kernel]
+    got, want = result["emb"], run("portable")["emb"]
+    for model in MODELS:
+        g, w = got[f"{model}-bfloat16"], want[f"{model}-bfloat16"]
+        cos = _row_cosines(g, w)
+        assert cos.min() >= 0.999999, f"{model}: lowest row cosine {cos.min()} (row {cos.argmin()})"
+    # The fixture model's hidden layers really ran in bfloat16 (it differs from float32).
+    assert not np.array_equal(got["small-bfloat16"], got["small-float32"])
+
+
 def test_unset_chooses_the_best_kernel_the_cpu_has(texts_file, tmp_path):
     result = _embed_in_child(tmp_path, texts_file, {"small": MODELS["small"]})
     info = result["info"]
     assert info["float32_kernel"] == info["float32_kernels"][-1]
     assert info["int8_kernel"] == info["int8_kernels"][-1]
+    assert info["bfloat16_kernel"] == info["bfloat16_kernels"][-1]
     assert result["warnings"] == []
 
 

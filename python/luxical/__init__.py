@@ -66,7 +66,7 @@ def cpu_info() -> dict[str, Any]:
     """The CPU features luxical's dense layers use and the kernels this process runs.
 
     The kernels are chosen once per process, on first use: the best this CPU has
-    (``"amx"`` > ``"avx512"`` > ``"avx2"`` > ``"portable"``; ``amx`` is int8 only, its
+    (``"amx"`` > ``"avx512"`` > ``"avx2"`` > ``"portable"``; ``amx`` covers int8 and bfloat16, its
     float32 kernel is AVX-512F's), unless ``LUXICAL_KERNEL`` names another
     (``portable``, ``avx2``, ``avx512`` or ``amx``) or ``LUXICAL_NO_SIMD`` is true (portable; it
     wins over ``LUXICAL_KERNEL``). A kernel the CPU lacks or an unknown name falls back to
@@ -82,7 +82,9 @@ def cpu_info() -> dict[str, Any]:
         this CPU runs, worst to best), ``float32_kernel`` and ``int8_kernel`` (the ones in
         use; the AVX-512 int8 kernel is ``"avx512-vnni"``, which also needs ``avx512bw``
         and ``avx512vnni``; the AMX one ``"amx-int8"``, which also needs ``amx_tile``,
-        ``amx_int8`` and ``amx_os``).
+        ``amx_int8`` and ``amx_os``), and likewise ``bfloat16_kernels`` /
+        ``bfloat16_kernel`` for ``precision="bfloat16"`` (``"amx-bf16"``: ``amx_bf16``
+        and ``amx_os``; ``"avx512-bf16"``: ``avx512bf16``; else ``"portable"``).
 
     Example:
         >>> import luxical
@@ -112,6 +114,7 @@ def load(
     mmap: bool | None = None,
     revision: str | None = None,
     filename: str | None = None,
+    first_layer_dtype: str | None = None,
 ) -> Embedder:
     """Loads a model once per process and caches it (cheap to call from a UDF).
 
@@ -137,11 +140,14 @@ def load(
 
     Args:
         model: A path, a Hub model id, an `Embedder`, or None (see above).
-        precision: ``"float32"`` (exact) or ``"int8"``; see :meth:`Embedder.load`.
+        precision: ``"float32"`` (exact), ``"int8"`` or ``"bfloat16"``; see
+            :meth:`Embedder.load`.
         mmap: share the weights between processes through a memory-mapped weight-cache
             file; see :meth:`Embedder.load`.
         revision: Hub branch, tag or commit hash (Hub repos only; default ``main``).
         filename: The model file inside a Hub repo or a folder.
+        first_layer_dtype: storage of the first layer's table (``None``: as the file stores
+            it; ``"float16"``, ``"float32"``); see :meth:`Embedder.load`.
 
     Raises:
         FileNotFoundError: no such file, folder, repo or revision (the message names it).
@@ -157,7 +163,7 @@ def load(
     from luxical import hub
 
     if isinstance(model, str) and hub.is_repo_id(model) and not os.path.exists(model):
-        key: tuple[Any, ...] = ("hub", model, revision, filename, precision, mmap)
+        key: tuple[Any, ...] = ("hub", model, revision, filename, precision, mmap, first_layer_dtype)
         with _cache_lock:
             cached = _cache.get(key)
             if cached is None:
@@ -165,6 +171,8 @@ def load(
                     cached = Embedder.from_pretrained(
                         model, revision=revision, filename=filename, precision=precision, mmap=mmap
                     )
+                    if first_layer_dtype is not None:
+                        cached = cached.with_first_layer_dtype(first_layer_dtype)
                 except FileNotFoundError as exc:
                     raise FileNotFoundError(f"{exc} (there is no local file or folder '{model}' either)") from exc
                 _cache[key] = cached
@@ -178,17 +186,22 @@ def load(
         raise ValueError(
             f"revision= and filename= apply to Hugging Face Hub repos and model folders, not to '{path}'"
         )
-    key = (str(path.resolve()), precision, mmap)
+    key = (str(path.resolve()), precision, mmap, first_layer_dtype)
     with _cache_lock:
         cached = _cache.get(key)
         if hub._layout(path) == "safetensors":
             # Its model file is a converted copy (or none): the .safetensors file's stat decides.
             stamp = _stamp(path)
             if cached is None or _stamps.get(key) != stamp:
-                cached = _cache[key] = hub.load_file(path, precision=precision, mmap=mmap)
+                cached = hub.load_file(path, precision=precision, mmap=mmap)
+                if first_layer_dtype is not None:
+                    cached = cached.with_first_layer_dtype(first_layer_dtype)
+                _cache[key] = cached
                 _stamps[key] = stamp
         elif cached is None or (path.exists() and not cached._source_unchanged()):
-            cached = _cache[key] = Embedder.load(path, precision=precision, mmap=mmap)
+            cached = _cache[key] = Embedder.load(
+                path, precision=precision, mmap=mmap, first_layer_dtype=first_layer_dtype
+            )
         return cached
 
 

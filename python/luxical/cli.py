@@ -1260,6 +1260,7 @@ def _settings(args: argparse.Namespace, id_column: str | None, id_type: Any, sca
         "quantize": args.quantize,
         "scale": scale,
         "precision": args.precision,
+        "first_layer_dtype": args.first_layer_dtype,
         "nulls": args.nulls,
         "max_bytes": args.max_bytes,
         "max_tokens": args.max_tokens,
@@ -1310,7 +1311,7 @@ def _embed(args: argparse.Namespace) -> int:
             )
     elif not _URI.match(out):
         target = _output_target(Path(out), sources, args.model)
-    model = luxical.load(args.model, precision=args.precision)
+    model = luxical.load(args.model, precision=args.precision, first_layer_dtype=args.first_layer_dtype)
     fingerprint = model.fingerprint
     if args.no_embedding and not args.head:
         raise InputError("--no-embedding needs at least one --head (there would be no column to write)")
@@ -1846,7 +1847,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="int8/uint8 clipping limit: values beyond ±scale saturate (default: int8 0.6, measured in bench/int8_scale.py; "
         "uint8 0.5, the reference's); stored in the file's metadata, read back by luxical.dequantize",
     )
-    em.add_argument("--precision", choices=["float32", "int8"], default="float32", help="arithmetic of the hidden dense layers (int8: faster, approximate)")
+    em.add_argument("--precision", choices=["float32", "int8", "bfloat16"], default="float32", help="arithmetic of the hidden dense layers (int8, bfloat16: faster, approximate)")
+    em.add_argument("--first-layer-dtype", choices=["float32", "float16"], default=None, help="storage of the first layer's table (default: as the model file stores it; float16: half the memory)")
     em.add_argument("--nulls", choices=["error", "empty"], default="error", help="null documents: fail, or embed as zero vectors")
     em.add_argument(
         "--head", action="append", type=Path, default=[], metavar="HEAD.npz",

@@ -69,20 +69,32 @@ class Embedder:
         *,
         precision: str = "float32",
         mmap: bool | None = None,
+        first_layer_dtype: str | None = None,
     ) -> Embedder:
         """Loads a model file (the reference Luxical ``.npz`` format, version 1).
 
         Args:
             path: Path of the ``.npz`` file.
-            precision: ``"float32"`` (exact: matches the reference to float rounding) or
-                ``"int8"`` (dense layers in int8 with exact integer sums: ~1.5-2x faster
-                on short documents with large hidden layers on AVX2 CPUs, cosine > 0.999
-                to float32; see the README's "Precision" section).
+            precision: ``"float32"`` (exact: matches the reference to float rounding),
+                ``"int8"`` (hidden dense layers in int8 with exact integer sums: ~1.5-2x
+                faster on short documents with large hidden layers on AVX2 CPUs, 3x and
+                more with AVX-512 VNNI or AMX, cosine > 0.999 to float32) or
+                ``"bfloat16"`` (hidden dense layers in bfloat16 with float32 sums: for CPUs
+                with AMX-BF16 or AVX-512 BF16, elsewhere slower than float32); see the
+                README's "Precision" section.
             mmap: memory-map the converted weights from a weight-cache file (written on
                 first load into :func:`weight_cache_dir`), so that every process on the
                 host shares one copy and later loads skip the conversion. ``None``
                 (default): only for model files of 64 MB or more. A cache directory that
                 cannot be written silently falls back to private memory.
+            first_layer_dtype: storage of the first (vocabulary-sized) layer in memory;
+                its sums are float32 either way. ``None`` (default): as the file stores it.
+                ``"float16"``: half the memory and half the memory traffic of the
+                first-layer gather (faster on long documents); on a file that stores
+                float16 (``save(first_layer_dtype="float16")``, like the shipped model)
+                the embeddings are bit-identical to float32, on others the weights are
+                rounded to float16 (lowest row cosine to float32 >= 0.9999 on trained
+                models, see the README's "Precision" section). ``"float32"``: widen.
 
         Returns:
             The loaded embedder.
@@ -100,7 +112,7 @@ class Embedder:
         cache = weight_cache_dir() if mmap else None
         # Before reading: a change after this stat is seen by the next check.
         checked_ns, file_stat = time.time_ns(), _stat(path)
-        emb = cls(_NativeModel.load(path, cache, precision), source=path.resolve())
+        emb = cls(_NativeModel.load(path, cache, precision, first_layer_dtype), source=path.resolve())
         emb._mmap = bool(mmap)
         emb._source_stat, emb._checked_ns = file_stat, checked_ns
         return emb
@@ -238,7 +250,8 @@ class Embedder:
             first_layer_dtype: ``"float32"`` (default): the file loads in the reference
                 ``luxical`` package as well as in this one. ``"float16"``: the first
                 (vocabulary-sized) layer is stored in half precision, halving the file;
-                luxical loads it as float32, the reference cannot read it.
+                luxical keeps it in float16 in memory too (bit-identical embeddings, see
+                :meth:`load`), the reference cannot read it.
         """
         if first_layer_dtype not in ("float32", "float16"):
             raise ValueError(f'first_layer_dtype must be "float32" or "float16", got {first_layer_dtype!r}')
@@ -259,6 +272,7 @@ class Embedder:
             return {
                 "path": self._source,
                 "precision": self.precision,
+                "first_layer_dtype": self.first_layer_dtype,
                 "mmap": self._mmap,
                 "fingerprint": self.fingerprint,
                 "heads": heads,
@@ -271,6 +285,7 @@ class Embedder:
         return {
             "bytes": self.to_bytes(),
             "precision": self.precision,
+            "first_layer_dtype": self.first_layer_dtype,
             "fingerprint": fingerprint,
             "heads": heads,
             "origin": self._origin,
@@ -304,6 +319,9 @@ class Embedder:
             self._fingerprint = want
             if state.get("precision", "float32") != "float32":
                 self._native = self._native.with_precision(state["precision"])
+            table = state.get("first_layer_dtype")
+            if table is not None and table != self._native.first_layer_dtype:
+                self._native = self._native.with_first_layer_dtype(table)
 
     @property
     def fingerprint(self) -> str:
@@ -361,6 +379,20 @@ class Embedder:
         """Arithmetic of the dense layers: ``"float32"`` (exact) or ``"int8"``."""
         return self._native.precision
 
+    def with_first_layer_dtype(self, first_layer_dtype: str) -> Embedder:
+        """This model with its first layer's table held as `first_layer_dtype`
+        (``"float32"`` or ``"float16"``, see :meth:`load`); the table is converted into
+        private memory (to keep it shared, load with ``first_layer_dtype=`` instead). Heads
+        are kept."""
+        if first_layer_dtype == self.first_layer_dtype:
+            return self
+        return self._copy(self._native.with_first_layer_dtype(first_layer_dtype))
+
+    @property
+    def first_layer_dtype(self) -> str:
+        """Storage of the first layer's table in memory: ``"float32"`` or ``"float16"``."""
+        return self._native.first_layer_dtype
+
     @property
     def weights_mapped(self) -> bool:
         """Whether the weights are memory-mapped from a weight-cache file (shared by every
@@ -368,8 +400,8 @@ class Embedder:
         return self._native.weights_mapped
 
     def with_precision(self, precision: str) -> Embedder:
-        """A copy of this model computing its dense layers in `precision` (``"float32"`` or
-        ``"int8"``); the big first layer is shared, not copied."""
+        """A copy of this model computing its dense layers in `precision` (``"float32"``,
+        ``"int8"`` or ``"bfloat16"``); the big first layer is shared, not copied."""
         return self._copy(self._native.with_precision(precision))
 
     def _copy(self, native: _NativeModel) -> Embedder:
@@ -715,6 +747,7 @@ def _unpickle_by_path(state: dict[str, Any]) -> Embedder:
 
     path, want = state["path"], state.get("fingerprint")
     precision, mmap = state.get("precision", "float32"), state.get("mmap")
+    table = state.get("first_layer_dtype")  # None in pickles of older versions: as stored
     hub, converted_from = state.get("hub"), state.get("converted_from")
     fallback = hub is not None or converted_from is not None
     what = f"the Embedder of {state['origin']}" if state.get("origin") else "the Embedder"
@@ -731,7 +764,7 @@ def _unpickle_by_path(state: dict[str, Any]) -> Embedder:
 
     if os.path.lexists(path) or not fallback:
         try:
-            loaded = load(path, precision=precision, mmap=mmap)
+            loaded = load(path, precision=precision, mmap=mmap, first_layer_dtype=table)
         except (LuxicalError, OSError) as exc:
             if not fallback:
                 raise
@@ -753,7 +786,9 @@ def _unpickle_by_path(state: dict[str, Any]) -> Embedder:
         repo_id, commit, filename = hub["repo_id"], hub["commit"], hub["filename"]
         named = f"Hugging Face Hub repo '{repo_id}' at commit '{commit}', file '{filename}'"
         try:
-            loaded = load(repo_id, revision=commit, filename=filename, precision=precision, mmap=mmap)
+            loaded = load(
+                repo_id, revision=commit, filename=filename, precision=precision, mmap=mmap, first_layer_dtype=table
+            )
         except (LuxicalError, OSError, ImportError, ValueError) as exc:
             found.append(f"huggingface_hub cannot provide {named}: {exc}")
         else:
@@ -761,7 +796,7 @@ def _unpickle_by_path(state: dict[str, Any]) -> Embedder:
                 return loaded
     elif converted_from is not None:
         try:
-            loaded = load(converted_from, precision=precision, mmap=mmap)
+            loaded = load(converted_from, precision=precision, mmap=mmap, first_layer_dtype=table)
         except (LuxicalError, OSError, ImportError) as exc:
             found.append(f"its safetensors file '{converted_from}' cannot be read here ({exc})")
         else:

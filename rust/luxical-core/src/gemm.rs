@@ -80,6 +80,15 @@ impl Kernel {
         Self::NAMES[self as usize]
     }
 
+    /// The name of this family's bfloat16 kernel (AVX2 has none: it runs the portable one).
+    pub fn bf16_name(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "avx512-bf16",
+            Kernel::Amx => "amx-bf16",
+            _ => "portable",
+        }
+    }
+
     /// The name of this family's int8 kernel.
     pub fn int8_name(self) -> &'static str {
         match self {
@@ -98,6 +107,7 @@ pub struct CpuFeatures {
     pub avx512f: bool,
     pub avx512bw: bool,
     pub avx512vnni: bool,
+    pub avx512bf16: bool,
     /// CPUID's AMX-TILE, AMX-INT8 and AMX-BF16 bits.
     pub amx_tile: bool,
     pub amx_int8: bool,
@@ -121,6 +131,7 @@ impl CpuFeatures {
                     avx512f: is_x86_feature_detected!("avx512f"),
                     avx512bw: is_x86_feature_detected!("avx512bw"),
                     avx512vnni: is_x86_feature_detected!("avx512vnni"),
+                    avx512bf16: is_x86_feature_detected!("avx512bf16"),
                     amx_tile,
                     amx_int8,
                     amx_bf16,
@@ -136,13 +147,14 @@ impl CpuFeatures {
 
     /// `(name, present)` for each feature, as Rust (AVX) and `/proc/cpuinfo` (AMX) spell
     /// them; `amx_os`: the OS granted this process the AMX tile state.
-    pub fn list(&self) -> [(&'static str, bool); 9] {
+    pub fn list(&self) -> [(&'static str, bool); 10] {
         [
             ("avx2", self.avx2),
             ("fma", self.fma),
             ("avx512f", self.avx512f),
             ("avx512bw", self.avx512bw),
             ("avx512vnni", self.avx512vnni),
+            ("avx512bf16", self.avx512bf16),
             ("amx_tile", self.amx_tile),
             ("amx_int8", self.amx_int8),
             ("amx_bf16", self.amx_bf16),
@@ -182,6 +194,26 @@ impl CpuFeatures {
         }
     }
 
+    /// Whether this CPU runs `kernel`'s bfloat16 kernel (`Avx2`: none, the portable one
+    /// runs).
+    pub fn has_bf16(&self, kernel: Kernel) -> bool {
+        match kernel {
+            Kernel::Portable => true,
+            Kernel::Avx2 => false,
+            Kernel::Avx512 => self.has_f32(kernel) && self.avx512bf16,
+            Kernel::Amx => self.has_f32(Kernel::Avx512) && self.amx_tile && self.amx_bf16 && self.amx_os,
+        }
+    }
+
+    /// The best bfloat16 kernel family this CPU runs, at most `limit`.
+    fn best_bf16(&self, limit: Kernel) -> Kernel {
+        Kernel::ALL
+            .into_iter()
+            .filter(|&k| k <= limit && self.has_bf16(k))
+            .max()
+            .unwrap_or(Kernel::Portable)
+    }
+
     /// The best float32 kernel family this CPU runs, at most `limit`.
     fn best_f32(&self, limit: Kernel) -> Kernel {
         Kernel::ALL
@@ -206,6 +238,7 @@ impl CpuFeatures {
 pub struct Kernels {
     pub float32: Kernel,
     pub int8: Kernel,
+    pub bf16: Kernel,
 }
 
 /// Chooses the kernels for `cpu` given the settings: `requested` is the `LUXICAL_KERNEL`
@@ -256,6 +289,7 @@ pub fn choose_kernels(
     let kernels = Kernels {
         float32: cpu.best_f32(limit),
         int8: cpu.best_int8(limit),
+        bf16: cpu.best_bf16(limit),
     };
     (kernels, warnings)
 }
@@ -309,7 +343,7 @@ pub fn simd_kernels() -> bool {
 pub struct CpuInfo {
     /// `std::env::consts::ARCH` of the build.
     pub arch: &'static str,
-    pub features: [(&'static str, bool); 9],
+    pub features: [(&'static str, bool); 10],
     /// The float32 kernel families this CPU runs, in increasing order of preference.
     pub float32_kernels: Vec<&'static str>,
     /// The int8 kernels this CPU runs, likewise.
@@ -317,6 +351,9 @@ pub struct CpuInfo {
     /// The kernels in use (chosen on first call, see [`kernels`]).
     pub float32_kernel: &'static str,
     pub int8_kernel: &'static str,
+    /// The bfloat16 kernels this CPU runs and the one in use, likewise.
+    pub bf16_kernels: Vec<&'static str>,
+    pub bf16_kernel: &'static str,
 }
 
 /// The CPU's features and the kernels this process uses.
@@ -338,6 +375,12 @@ pub fn cpu_info() -> CpuInfo {
             .collect(),
         float32_kernel: chosen.float32.name(),
         int8_kernel: chosen.int8.int8_name(),
+        bf16_kernels: Kernel::ALL
+            .into_iter()
+            .filter(|&k| cpu.has_bf16(k))
+            .map(Kernel::bf16_name)
+            .collect(),
+        bf16_kernel: chosen.bf16.bf16_name(),
     }
 }
 
@@ -632,45 +675,73 @@ impl PackedI8 {
 
 #[cfg(target_arch = "x86_64")]
 impl PackedI8 {
-    /// The AMX int8 product: blocks of up to 32 rows × 32 columns (2 × 2 accumulator
-    /// tiles), each panel pair's weights reused by every row block while they are in cache.
-    /// `qa` holds whole 16-row tiles (zero past `n_rows`).
+    /// The AMX int8 product ([`amx_product`]), scaled back to float32. `qa` holds whole
+    /// 16-row tiles (zero past `n_rows`).
     fn matmul_amx(&self, qa: &[u8], row_scale: &[f32], n_rows: usize, out: &mut [f32]) {
         let (k4, m) = (self.k4, self.out_dim);
-        let panels = n_panels(m);
-        assert!(qa.len() >= n_rows.div_ceil(TR) * TR * k4 && self.data.len() == panels * k4 * NR);
         assert!(CpuFeatures::detect().has_int8(Kernel::Amx));
-        let mut c = [[0i32; 2 * NR]; 2 * TR];
-        // SAFETY: AMX-TILE/INT8 were detected and the OS granted the tile state; the tiles
-        // read `qa` rows [i0, i0 + 16·row_tiles) (inside `qa`, checked above) and whole
-        // panels (inside `data`); the configuration is released before returning.
-        unsafe {
-            x86::amx_i8_config();
-            for p in (0..panels).step_by(2) {
-                let col_tiles = (panels - p).min(2);
-                let b = self.data.as_ptr().add(p * k4 * NR);
-                for i0 in (0..n_rows).step_by(2 * TR) {
-                    let rows = (n_rows - i0).min(2 * TR);
-                    let a = qa.as_ptr().add(i0 * k4);
-                    match (rows > TR, col_tiles == 2) {
-                        (true, true) => x86::amx_i8_block::<2, 2>(a, k4, b, &mut c),
-                        (true, false) => x86::amx_i8_block::<2, 1>(a, k4, b, &mut c),
-                        (false, true) => x86::amx_i8_block::<1, 2>(a, k4, b, &mut c),
-                        (false, false) => x86::amx_i8_block::<1, 1>(a, k4, b, &mut c),
-                    }
-                    let cols = (m - p * NR).min(col_tiles * NR);
-                    let scales = &self.scales[p * NR..p * NR + cols];
-                    for (r, c_r) in c[..rows].iter().enumerate() {
-                        let sa = row_scale[i0 + r];
-                        let o = &mut out[(i0 + r) * m + p * NR..][..cols];
-                        for ((o, &x), &sw) in o.iter_mut().zip(c_r).zip(scales) {
-                            *o = x as f32 * (sa * sw);
-                        }
-                    }
+        // SAFETY: an i8 slice viewed as bytes.
+        let data = unsafe { std::slice::from_raw_parts(self.data.as_ptr().cast::<u8>(), self.data.len()) };
+        amx_product(false, qa, k4, data, n_rows, m, |i0, r, col0, c_r| {
+            let sa = row_scale[i0 + r];
+            let o = &mut out[(i0 + r) * m + col0..][..c_r.len()];
+            for ((o, &x), &sw) in o.iter_mut().zip(c_r).zip(&self.scales[col0..]) {
+                *o = x as i32 as f32 * (sa * sw);
+            }
+        });
+    }
+}
+
+/// The AMX product shared by the int8 (`tdpbusd`, exact i32 sums) and bfloat16
+/// (`tdpbf16ps`, float32 sums) paths, which use the same tile shapes: activations `qa`
+/// (whole 16-row tiles of `lda` bytes, zero past `n_rows`) times `n_panels(m)` packed
+/// panels of `lda * NR` bytes each (16 rows of 64 bytes per tile depth, the VNNI layout).
+/// Blocks of up to 32 rows × 32 columns (2 × 2 accumulator tiles), each panel pair's
+/// weights reused by every row block while they are in cache. `emit(i0, r, col0, acc)`
+/// receives row `i0 + r`'s sums for columns `col0..col0 + acc.len()` as raw 32-bit words
+/// (i32 or f32 bits).
+#[cfg(target_arch = "x86_64")]
+fn amx_product(
+    bf16: bool,
+    qa: &[u8],
+    lda: usize,
+    data: &[u8],
+    n_rows: usize,
+    m: usize,
+    mut emit: impl FnMut(usize, usize, usize, &[u32]),
+) {
+    let panels = n_panels(m);
+    assert!(lda % KT == 0 && qa.len() >= n_rows.div_ceil(TR) * TR * lda && data.len() == panels * lda * NR);
+    let mut c = [[0u32; 2 * NR]; 2 * TR];
+    // SAFETY: the caller checked that the CPU has the instructions and the OS granted the
+    // tile state; the tiles read `qa` rows [i0, i0 + 16·row_tiles) (inside `qa`, checked
+    // above) and whole panels (inside `data`); the configuration is released before
+    // returning.
+    unsafe {
+        x86::amx_config();
+        for p in (0..panels).step_by(2) {
+            let col_tiles = (panels - p).min(2);
+            let b = data.as_ptr().add(p * lda * NR);
+            for i0 in (0..n_rows).step_by(2 * TR) {
+                let rows = (n_rows - i0).min(2 * TR);
+                let a = qa.as_ptr().add(i0 * lda);
+                match (bf16, rows > TR, col_tiles == 2) {
+                    (false, true, true) => x86::amx_block::<2, 2, false>(a, lda, b, &mut c),
+                    (false, true, false) => x86::amx_block::<2, 1, false>(a, lda, b, &mut c),
+                    (false, false, true) => x86::amx_block::<1, 2, false>(a, lda, b, &mut c),
+                    (false, false, false) => x86::amx_block::<1, 1, false>(a, lda, b, &mut c),
+                    (true, true, true) => x86::amx_block::<2, 2, true>(a, lda, b, &mut c),
+                    (true, true, false) => x86::amx_block::<2, 1, true>(a, lda, b, &mut c),
+                    (true, false, true) => x86::amx_block::<1, 2, true>(a, lda, b, &mut c),
+                    (true, false, false) => x86::amx_block::<1, 1, true>(a, lda, b, &mut c),
+                }
+                let cols = (m - p * NR).min(col_tiles * NR);
+                for (r, c_r) in c[..rows].iter().enumerate() {
+                    emit(i0, r, p * NR, &c_r[..cols]);
                 }
             }
-            x86::amx_release();
         }
+        x86::amx_release();
     }
 }
 
@@ -749,6 +820,157 @@ fn i8_kernel_portable(
     }
 }
 
+/// Rounds a float32 to bfloat16 (round to nearest, ties to even; NaN stays NaN).
+#[inline]
+pub fn bf16_bits(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) | 0x40) as u16;
+    }
+    ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) as u16
+}
+
+/// A bfloat16 value widened to float32 (exact).
+#[inline]
+pub fn bf16_to_f32(b: u16) -> f32 {
+    f32::from_bits(u32::from(b) << 16)
+}
+
+/// Depth of one AMX bfloat16 tile (32 values of 2 bytes in 64-byte rows).
+const KT_BF16: usize = 32;
+
+/// A layer with bfloat16 weights for [`PackedBf16::matmul`]: `out = a · Wᵀ` with `a`
+/// rounded to bfloat16 per value, products of bfloat16 pairs (exact in float32) summed
+/// in float32 in input order.
+///
+/// Every kernel computes `acc += a[2p]·w[2p]; acc += a[2p+1]·w[2p+1]` over the pairs `p`
+/// in order (the order of AMX's `tdpbf16ps`); AVX-512 BF16's `vdpbf16ps` adds each
+/// pair's second product first, and the hardware kernels flush denormals, so results agree
+/// to float rounding, not bit for bit.
+#[derive(Debug, Clone)]
+pub struct PackedBf16 {
+    pub in_dim: usize,
+    pub out_dim: usize,
+    /// `in_dim` rounded up to a multiple of [`KT_BF16`] (zero padding in weights and
+    /// activations).
+    kp: usize,
+    /// `[n_panels, kp / 2, NR, 2]`: for each pair of inputs, 2 consecutive values per output
+    /// column (one 64-byte row of an AMX `B` tile, one zmm of `vdpbf16ps`).
+    data: Vec<u16>,
+}
+
+impl PackedBf16 {
+    /// Rounds `w` stored `[out_dim, in_dim]` row-major to bfloat16 and packs it.
+    pub fn pack(w: &[f32], out_dim: usize, in_dim: usize) -> Self {
+        assert_eq!(w.len(), out_dim * in_dim);
+        let kp = in_dim.div_ceil(KT_BF16).max(1) * KT_BF16;
+        let mut data = vec![0u16; n_panels(out_dim) * kp * NR];
+        for (o, row) in w.chunks_exact(in_dim.max(1)).take(out_dim).enumerate() {
+            let (p, c) = (o / NR, o % NR);
+            let panel = &mut data[p * kp * NR..(p + 1) * kp * NR];
+            for (kk, &v) in row.iter().enumerate() {
+                panel[(kk / 2) * NR * 2 + c * 2 + kk % 2] = bf16_bits(v);
+            }
+        }
+        Self {
+            in_dim,
+            out_dim,
+            kp,
+            data,
+        }
+    }
+
+    /// `out[n_rows, out_dim] ≈ a[n_rows, in_dim] · Wᵀ` with this process's bfloat16
+    /// kernel; `qa` is scratch for the rounded rows.
+    pub fn matmul(&self, a: &[f32], n_rows: usize, out: &mut [f32], qa: &mut Vec<u16>) {
+        self.matmul_with(kernels().bf16, a, n_rows, out, qa);
+    }
+
+    /// [`PackedBf16::matmul`] with the given kernel family.
+    ///
+    /// # Panics
+    /// If this CPU lacks `kernel`'s bfloat16 kernel (see [`CpuFeatures::has_bf16`]) or the
+    /// sizes disagree.
+    pub fn matmul_with(&self, kernel: Kernel, a: &[f32], n_rows: usize, out: &mut [f32], qa: &mut Vec<u16>) {
+        let (k, kp, m) = (self.in_dim, self.kp, self.out_dim);
+        assert_eq!(a.len(), n_rows * k);
+        assert_eq!(out.len(), n_rows * m);
+        assert!(
+            CpuFeatures::detect().has_bf16(kernel),
+            "this CPU lacks the {} kernel",
+            kernel.bf16_name()
+        );
+        qa.clear();
+        qa.resize(n_rows.div_ceil(TR) * TR * kp, 0);
+        for (row, q) in a.chunks_exact(k.max(1)).zip(qa.chunks_exact_mut(kp)) {
+            for (q, &v) in q.iter_mut().zip(row) {
+                *q = bf16_bits(v);
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        match kernel {
+            Kernel::Amx => return self.matmul_amx(qa, n_rows, out),
+            Kernel::Avx512 => {
+                // Two panels per pass: each broadcast activation pair feeds two products.
+                let mut acc = [[0.0f32; 2 * NR]; MR_I8_MAX];
+                let panels = n_panels(m);
+                for p in (0..panels).step_by(2) {
+                    let two = p + 1 < panels;
+                    let cols = (m - p * NR).min(if two { 2 * NR } else { NR });
+                    let panel = self.data[p * kp * NR..].as_ptr();
+                    for i0 in (0..n_rows).step_by(MR_I8_MAX) {
+                        let rows = MR_I8_MAX.min(n_rows - i0);
+                        // SAFETY: AVX-512F/BF16 were checked above; `qa` holds `rows` rows of
+                        // `kp` from `i0`; `data` holds `kp * NR` values per panel, for
+                        // panel `p` and, when `two`, `p + 1`.
+                        unsafe { x86::bf16_tile_avx512(rows, two, qa.as_ptr().add(i0 * kp), kp, panel, &mut acc) };
+                        for (r, acc_r) in acc[..rows].iter().enumerate() {
+                            out[(i0 + r) * m + p * NR..][..cols].copy_from_slice(&acc_r[..cols]);
+                        }
+                    }
+                }
+                return;
+            }
+            _ => {}
+        }
+        let _ = kernel;
+        for (p, panel) in self.data.chunks_exact(kp * NR).enumerate() {
+            let cols = NR.min(m - p * NR);
+            for r in 0..n_rows {
+                let mut acc = [0.0f32; NR];
+                let ar = &qa[r * kp..(r + 1) * kp];
+                for (pair, block) in ar.chunks_exact(2).zip(panel.chunks_exact(NR * 2)) {
+                    let (a0, a1) = (bf16_to_f32(pair[0]), bf16_to_f32(pair[1]));
+                    for (c, x) in acc.iter_mut().enumerate() {
+                        *x += a0 * bf16_to_f32(block[2 * c]);
+                        *x += a1 * bf16_to_f32(block[2 * c + 1]);
+                    }
+                }
+                out[r * m + p * NR..][..cols].copy_from_slice(&acc[..cols]);
+            }
+        }
+    }
+
+    /// The AMX bfloat16 product ([`amx_product`]).
+    #[cfg(target_arch = "x86_64")]
+    fn matmul_amx(&self, qa: &[u16], n_rows: usize, out: &mut [f32]) {
+        let m = self.out_dim;
+        assert!(CpuFeatures::detect().has_bf16(Kernel::Amx));
+        // SAFETY: u16 slices viewed as bytes.
+        let (qa, data) = unsafe {
+            (
+                std::slice::from_raw_parts(qa.as_ptr().cast::<u8>(), qa.len() * 2),
+                std::slice::from_raw_parts(self.data.as_ptr().cast::<u8>(), self.data.len() * 2),
+            )
+        };
+        amx_product(true, qa, self.kp * 2, data, n_rows, m, |i0, r, col0, c_r| {
+            for (o, &x) in out[(i0 + r) * m + col0..][..c_r.len()].iter_mut().zip(c_r) {
+                *o = f32::from_bits(x);
+            }
+        });
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{KC, KT, MR, MR_512, MR_I8_MAX, NR, TR};
@@ -785,13 +1007,13 @@ mod x86 {
         }
     }
 
-    /// Loads the tile configuration of the int8 kernel on this thread: palette 1, every
-    /// tile 16 rows × 64 bytes (`tmm0..3` i32 accumulators, `tmm4/5` activations, `tmm6/7`
-    /// weights).
+    /// Loads the tile configuration of the AMX kernels on this thread: palette 1, every
+    /// tile 16 rows × 64 bytes (`tmm0..3` 32-bit accumulators, `tmm4/5` activations,
+    /// `tmm6/7` weights).
     ///
     /// # Safety
     /// The CPU must have AMX-TILE and the OS must have granted the tile state.
-    pub unsafe fn amx_i8_config() {
+    pub unsafe fn amx_config() {
         let mut cfg = [0u8; 64];
         cfg[0] = 1;
         for t in 0..8 {
@@ -801,51 +1023,108 @@ mod x86 {
         asm!("ldtilecfg [{}]", in(reg) cfg.as_ptr(), options(nostack, readonly));
     }
 
+    /// `acc[r][c] = sum over pairs p of a[r][2p]·w[c][2p] + a[r][2p+1]·w[c][2p+1]` for
+    /// `r < rows` (at most 8) and the 16 columns of one panel, or 32 of two consecutive
+    /// panels when `two`, with `vdpbf16ps` (float32 sums).
+    ///
+    /// # Safety
+    /// AVX-512F/BF16 must be available; `qa` readable for `rows * kp` values, `panel`
+    /// for `kp * NR` (twice that when `two`).
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn bf16_tile_avx512(
+        rows: usize,
+        two: bool,
+        qa: *const u16,
+        kp: usize,
+        panel: *const u16,
+        acc: &mut [[f32; 2 * NR]; MR_I8_MAX],
+    ) {
+        let mut lo = [_mm512_setzero_ps(); MR_I8_MAX];
+        let mut hi = [_mm512_setzero_ps(); MR_I8_MAX];
+        let second = panel.wrapping_add(kp * NR);
+        for p in 0..kp / 2 {
+            let w0: __m512bh = std::mem::transmute(_mm512_loadu_si512(panel.add(p * NR * 2) as *const __m512i));
+            if two {
+                let w1: __m512bh =
+                    std::mem::transmute(_mm512_loadu_si512(second.wrapping_add(p * NR * 2) as *const __m512i));
+                for r in 0..rows {
+                    let pair = (qa.add(r * kp + 2 * p) as *const i32).read_unaligned();
+                    let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair));
+                    lo[r] = _mm512_dpbf16_ps(lo[r], av, w0);
+                    hi[r] = _mm512_dpbf16_ps(hi[r], av, w1);
+                }
+            } else {
+                for r in 0..rows {
+                    let pair = (qa.add(r * kp + 2 * p) as *const i32).read_unaligned();
+                    let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair));
+                    lo[r] = _mm512_dpbf16_ps(lo[r], av, w0);
+                }
+            }
+        }
+        for r in 0..rows {
+            _mm512_storeu_ps(acc[r].as_mut_ptr(), lo[r]);
+            _mm512_storeu_ps(acc[r].as_mut_ptr().add(NR), hi[r]);
+        }
+    }
+
     /// Releases this thread's tile state.
     ///
     /// # Safety
-    /// As [`amx_i8_config`].
+    /// As [`amx_config`].
     pub unsafe fn amx_release() {
         asm!("tilerelease", options(nostack, nomem));
     }
 
-    /// `c[r][c] = sum_k a[r*k4 + k] * w[c][k]` (exact i32) for `RT` tiles of 16 rows and
-    /// `CT` panels of 16 columns (the panels at `b`, `k4 * NR` bytes each).
+    /// One block of [`super::amx_product`]: `c[r][c] = sum_k a[r][k] * w[c][k]` for `RT`
+    /// tiles of 16 rows and `CT` panels of 16 columns (the panels at `b`, `lda * NR` bytes
+    /// each), with `tdpbusd` (u8 × i8, exact i32 sums) or, when `BF16`, `tdpbf16ps`
+    /// (bfloat16 pairs, float32 sums). Each step takes 64 bytes of every activation row
+    /// (64 int8 or 32 bfloat16 inputs) and the 16 panel rows of 64 bytes that hold the same
+    /// inputs, which start `NR` times as far into the panel.
     ///
     /// # Safety
-    /// [`amx_i8_config`] must be loaded on this thread; `a` readable for `16·RT` rows of
-    /// `k4` bytes, `b` for `CT` panels; `k4` a multiple of 64.
+    /// [`amx_config`] must be loaded on this thread; `a` readable for `16·RT` rows of `lda`
+    /// bytes, `b` for `CT` panels; `lda` a multiple of 64.
     #[inline(always)]
-    pub unsafe fn amx_i8_block<const RT: usize, const CT: usize>(
+    pub unsafe fn amx_block<const RT: usize, const CT: usize, const BF16: bool>(
         a: *const u8,
-        k4: usize,
-        b: *const i8,
-        c: &mut [[i32; 2 * NR]; 2 * TR],
+        lda: usize,
+        b: *const u8,
+        c: &mut [[u32; 2 * NR]; 2 * TR],
     ) {
-        const B_STRIDE: usize = NR * 4;
+        const B_STRIDE: usize = 64;
+        macro_rules! dot {
+            ($dst:literal, $a:literal, $b:literal) => {
+                if BF16 {
+                    asm!(concat!("tdpbf16ps ", $dst, ", ", $a, ", ", $b), options(nostack, nomem));
+                } else {
+                    asm!(concat!("tdpbusd ", $dst, ", ", $a, ", ", $b), options(nostack, nomem));
+                }
+            };
+        }
         asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
-        let b1 = b.wrapping_add(k4 * NR);
-        let a1 = a.wrapping_add(TR * k4);
-        for kk in (0..k4).step_by(KT) {
-            // A panel's 16 groups of 4 inputs from kk on: 16 rows of 64 bytes.
-            let (bk0, bk1) = (b.add(kk * NR), b1.wrapping_add(kk * NR));
-            asm!("tileloadd tmm4, [{0} + {1}*1]", in(reg) a.add(kk), in(reg) k4, options(nostack, readonly));
+        let b1 = b.wrapping_add(lda * NR);
+        let a1 = a.wrapping_add(TR * lda);
+        for kb in (0..lda).step_by(KT) {
+            let (bk0, bk1) = (b.add(kb * NR), b1.wrapping_add(kb * NR));
+            asm!("tileloadd tmm4, [{0} + {1}*1]", in(reg) a.add(kb), in(reg) lda, options(nostack, readonly));
             asm!("tileloadd tmm6, [{0} + {1}*1]", in(reg) bk0, in(reg) B_STRIDE, options(nostack, readonly));
-            asm!("tdpbusd tmm0, tmm4, tmm6", options(nostack, nomem));
+            dot!("tmm0", "tmm4", "tmm6");
             if CT == 2 {
                 asm!("tileloadd tmm7, [{0} + {1}*1]", in(reg) bk1, in(reg) B_STRIDE, options(nostack, readonly));
-                asm!("tdpbusd tmm1, tmm4, tmm7", options(nostack, nomem));
+                dot!("tmm1", "tmm4", "tmm7");
             }
             if RT == 2 {
-                asm!("tileloadd tmm5, [{0} + {1}*1]", in(reg) a1.wrapping_add(kk), in(reg) k4, options(nostack, readonly));
-                asm!("tdpbusd tmm2, tmm5, tmm6", options(nostack, nomem));
+                asm!("tileloadd tmm5, [{0} + {1}*1]", in(reg) a1.wrapping_add(kb), in(reg) lda, options(nostack, readonly));
+                dot!("tmm2", "tmm5", "tmm6");
                 if CT == 2 {
-                    asm!("tdpbusd tmm3, tmm5, tmm7", options(nostack, nomem));
+                    dot!("tmm3", "tmm5", "tmm7");
                 }
             }
         }
         let ldc = 2 * NR * 4;
-        let c0 = c.as_mut_ptr() as *mut i32;
+        let c0 = c.as_mut_ptr() as *mut u32;
         asm!("tilestored [{0} + {1}*1], tmm0", in(reg) c0, in(reg) ldc, options(nostack));
         if CT == 2 {
             asm!("tilestored [{0} + {1}*1], tmm1", in(reg) c0.add(NR), in(reg) ldc, options(nostack));
@@ -1370,7 +1649,7 @@ mod tests {
             amx_os: false,
             ..amx
         };
-        let k = |f32: Kernel, int8: Kernel| Kernels { float32: f32, int8 };
+        let k = |f32: Kernel, int8: Kernel| (f32, int8);
         use Kernel::*;
         for (requested, no_simd, cpu, want, warns) in [
             (None, false, none, k(Portable, Portable), false),
@@ -1406,7 +1685,7 @@ mod tests {
             (Some(Amx), true, amx, k(Portable, Portable), true),
         ] {
             let (got, warnings) = choose_kernels(requested, no_simd, cpu);
-            assert_eq!(got, want, "{requested:?} no_simd={no_simd} {cpu:?}");
+            assert_eq!((got.float32, got.int8), want, "{requested:?} no_simd={no_simd} {cpu:?}");
             assert_eq!(
                 !warnings.is_empty(),
                 warns,
@@ -1420,6 +1699,23 @@ mod tests {
                 && w[0].contains("avx2 kernel"),
             "{w:?}"
         );
+        // bfloat16: AMX-BF16 (with the OS's permission), else AVX-512 BF16, else portable.
+        let zen4 = CpuFeatures {
+            avx512bf16: true,
+            ..sapphire
+        };
+        for (requested, cpu, want) in [
+            (None, amx, Amx),
+            (None, amx_refused, Portable),
+            (None, zen4, Avx512),
+            (None, CpuFeatures { avx512bf16: true, ..amx }, Amx),
+            (Some(Avx512), CpuFeatures { avx512bf16: true, ..amx }, Avx512),
+            (Some(Avx2), zen4, Portable),
+            (None, avx2, Portable),
+            (None, sapphire, Portable),
+        ] {
+            assert_eq!(choose_kernels(requested, false, cpu).0.bf16, want, "{requested:?} {cpu:?}");
+        }
         let (_, w) = choose_kernels(Some(Amx), false, amx_refused);
         assert!(
             w[0].contains("LUXICAL_KERNEL=amx")
@@ -1514,28 +1810,106 @@ mod tests {
                 flops / t / 1e9
             );
         }
-        for kernel in int8_kernels() {
-            let t = run(&|| {
-                // The int8 path: hidden layers int8, the output layer float32.
+        // The reduced-precision paths: hidden layers reduced, the output layer float32.
+        let time_reduced = |kernel: Kernel, hidden: &dyn Fn(usize, &[f32], &mut [f32])| {
+            run(&|| {
                 let mut x = input.clone();
-                let mut qa = Vec::new();
                 for (i, l) in f32_layers.iter().enumerate() {
                     let mut y = vec![0.0; n * l.out_dim];
                     if i + 1 < f32_layers.len() {
-                        i8_layers[i].matmul_with(kernel, &x, n, &mut y, &mut qa);
+                        hidden(i, &x, &mut y);
                     } else {
                         l.matmul_with(CpuFeatures::detect().best_f32(kernel), &x, n, &mut y);
                     }
                     x = y;
                 }
                 std::hint::black_box(&x);
+            })
+        };
+        let bf16_layers: Vec<PackedBf16> = layers
+            .iter()
+            .map(|(o, i, w)| PackedBf16::pack(w, *o, *i))
+            .collect();
+        let report = |what: &str, name: &str, t: f64| {
+            println!("{what} {name:>12}: {:8.2} ms  {:6.1} G(FL)OP/s", t * 1e3, flops / t / 1e9);
+        };
+        for kernel in int8_kernels() {
+            let t = time_reduced(kernel, &|i, x, y| {
+                i8_layers[i].matmul_with(kernel, x, n, y, &mut Vec::new())
             });
-            println!(
-                "int8    {:>12}: {:8.2} ms  {:6.1} GOP/s",
-                kernel.int8_name(),
-                t * 1e3,
-                flops / t / 1e9
-            );
+            report("int8   ", kernel.int8_name(), t);
+        }
+        for kernel in bf16_kernels() {
+            let t = time_reduced(kernel, &|i, x, y| {
+                bf16_layers[i].matmul_with(kernel, x, n, y, &mut Vec::new())
+            });
+            report("bf16   ", kernel.bf16_name(), t);
+        }
+    }
+
+    fn bf16_kernels() -> Vec<Kernel> {
+        let cpu = CpuFeatures::detect();
+        Kernel::ALL
+            .into_iter()
+            .filter(|&k| k != Kernel::Avx2 && cpu.has_bf16(k))
+            .collect()
+    }
+
+    #[test]
+    fn bf16_rounding_is_to_nearest_even() {
+        for (x, want) in [
+            (1.0f32, 0x3F80u16),
+            (-2.5, 0xC020),
+            (f32::from_bits(0x3F80_8000), 0x3F80), // tie, even below
+            (f32::from_bits(0x3F81_8000), 0x3F82), // tie, even above
+            (f32::from_bits(0x3F80_8001), 0x3F81),
+            (f32::INFINITY, 0x7F80),
+            (0.0, 0),
+        ] {
+            assert_eq!(bf16_bits(x), want, "{x}");
+            assert_eq!(bf16_to_f32(want).to_bits(), u32::from(want) << 16);
+        }
+        assert!(bf16_to_f32(bf16_bits(f32::NAN)).is_nan());
+    }
+
+    #[test]
+    fn every_bf16_kernel_matches_the_exact_sum_of_rounded_products() {
+        let kernels = bf16_kernels();
+        eprintln!("bfloat16 kernels on this CPU: {kernels:?}");
+        for &n in &ROWS {
+            for &k in &DEPTHS {
+                for &m in &COLS {
+                    let a: Vec<f32> = lcg((n * 1000 + k) as u64 + 7, n * k).iter().map(|v| v.max(0.0)).collect();
+                    let w = lcg((m * 1000 + k) as u64 + 11, m * k);
+                    let packed = PackedBf16::pack(&w, m, k);
+                    // Independent expectation: f64 sums of the bfloat16-rounded operands.
+                    let (ar, wr): (Vec<f32>, Vec<f32>) = (
+                        a.iter().map(|&v| bf16_to_f32(bf16_bits(v))).collect(),
+                        w.iter().map(|&v| bf16_to_f32(bf16_bits(v))).collect(),
+                    );
+                    let want = naive(&ar, n, &wr, m, k);
+                    let abs: Vec<f64> = naive(
+                        &ar.iter().map(|v| v.abs()).collect::<Vec<_>>(),
+                        n,
+                        &wr.iter().map(|v| v.abs()).collect::<Vec<_>>(),
+                        m,
+                        k,
+                    );
+                    let mut qa = Vec::new();
+                    for &kernel in &kernels {
+                        let mut got = vec![f32::NAN; n * m];
+                        packed.matmul_with(kernel, &a, n, &mut got, &mut qa);
+                        for (i, ((g, x), s)) in got.iter().zip(&want).zip(&abs).enumerate() {
+                            // float32 sums of k exact products: within k ulps of the sum of |products|
+                            let tol = s * f64::from(f32::EPSILON) * (k as f64 + 1.0) + 1e-30;
+                            assert!(
+                                (f64::from(*g) - x).abs() <= tol,
+                                "{kernel:?} {n}x{k}x{m} [{i}]: {g} vs {x}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 //! L2-normalised output.
 
 use crate::error::{Error, Result};
-use crate::gemm::{PackedF32, PackedI8};
+use crate::gemm::{PackedBf16, PackedF32, PackedI8};
 use crate::weights::SharedF32;
 
 /// One dense layer, weights stored `[out, in]` row-major as the model file stores them.
@@ -23,6 +23,9 @@ pub enum Precision {
     /// int8 weights (per output column scales) and 7-bit activations (per row scales),
     /// exact i32 sums: faster on CPUs with AVX2, approximate (see `gemm`).
     Int8,
+    /// bfloat16 weights and activations, float32 sums: fast on CPUs with AMX-BF16 or
+    /// AVX-512 BF16, closer to float32 than int8 (see `gemm::PackedBf16`).
+    Bf16,
 }
 
 impl Precision {
@@ -30,8 +33,48 @@ impl Precision {
         match self {
             Precision::Exact => "float32",
             Precision::Int8 => "int8",
+            Precision::Bf16 => "bfloat16",
         }
     }
+}
+
+/// Storage of the first layer's table (its sums are float32 either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TableDtype {
+    /// float32 rows.
+    #[default]
+    Float32,
+    /// IEEE float16 rows (half the memory and memory traffic of the gather), widened to
+    /// float32 exactly before the same multiply and add: a model whose file stores the
+    /// first layer in float16 embeds bit for bit as with a float32 table; other models
+    /// lose the precision of the rounding to float16.
+    Float16,
+}
+
+impl TableDtype {
+    pub fn name(self) -> &'static str {
+        match self {
+            TableDtype::Float32 => "float32",
+            TableDtype::Float16 => "float16",
+        }
+    }
+
+    /// Floats of the buffer holding a `[vocab_size, first_dim]` table (float16 values
+    /// are stored two per float32 slot, so that every weight buffer is a `SharedF32`).
+    pub fn buffer_len(self, vocab_size: usize, first_dim: usize) -> usize {
+        match self {
+            TableDtype::Float32 => vocab_size * first_dim,
+            TableDtype::Float16 => (vocab_size * first_dim).div_ceil(2),
+        }
+    }
+}
+
+/// The hidden dense layers in a reduced precision.
+#[derive(Debug, Clone)]
+enum Reduced {
+    None,
+    Int8(Vec<PackedI8>),
+    Bf16(Vec<PackedBf16>),
 }
 
 /// The network. The first layer is kept transposed (`[vocab, dim0]`, one contiguous row
@@ -41,11 +84,13 @@ impl Precision {
 pub struct Network {
     vocab_size: usize,
     first_dim: usize,
+    /// The transposed first layer; float16 values two per slot when `table` says so.
     first_in_out: SharedF32,
+    table: TableDtype,
     dense: Vec<PackedF32>,
-    /// The hidden dense layers quantised (all but the output layer), when
-    /// `Precision::Int8` was chosen.
-    dense_int8: Option<Vec<PackedI8>>,
+    /// The hidden dense layers (all but the output layer) in reduced precision, when
+    /// chosen.
+    reduced: Reduced,
 }
 
 impl Network {
@@ -66,19 +111,21 @@ impl Network {
             first.in_dim,
             first.out_dim,
             SharedF32::owned(first_in_out),
+            TableDtype::Float32,
             dense,
         )
     }
 
-    /// Builds the network from a transposed first layer (`[vocab_size, first_dim]`) and
-    /// packed dense layers.
+    /// Builds the network from a transposed first layer (`[vocab_size, first_dim]`, stored
+    /// as `table` says) and packed dense layers.
     pub fn from_parts(
         vocab_size: usize,
         first_dim: usize,
         first_in_out: SharedF32,
+        table: TableDtype,
         dense: Vec<PackedF32>,
     ) -> Result<Self> {
-        if first_in_out.len() != vocab_size * first_dim {
+        if first_in_out.len() != table.buffer_len(vocab_size, first_dim) {
             return Err(Error::InconsistentModel(format!(
                 "nn_layer_0 holds {} weights for shape [{first_dim}, {vocab_size}]",
                 first_in_out.len()
@@ -89,9 +136,80 @@ impl Network {
             vocab_size,
             first_dim,
             first_in_out,
+            table,
             dense,
-            dense_int8: None,
+            reduced: Reduced::None,
         })
+    }
+
+    /// The storage of the first layer's table.
+    pub fn table_dtype(&self) -> TableDtype {
+        self.table
+    }
+
+    /// Converts a float32 table to `table` (float16: round to nearest even, as numpy's
+    /// `astype(float16)`; values beyond float16's range become ±inf, so a model whose
+    /// weights exceed 65504 in magnitude is refused). Going back to float32 from float16
+    /// widens the float16 values (it does not restore the lost precision).
+    pub fn set_table_dtype(&mut self, table: TableDtype) -> Result<()> {
+        if table == self.table {
+            return Ok(());
+        }
+        let converted = match table {
+            TableDtype::Float16 => {
+                let src: &[f32] = &self.first_in_out;
+                if let Some(i) = src.iter().position(|v| v.is_finite() && v.abs() > 65504.0) {
+                    return Err(Error::InconsistentModel(format!(
+                        "nn_layer_0 weight {} (at n-gram {}) is beyond float16's range (±65504): \
+                         keep the first layer in float32",
+                        src[i],
+                        i / self.first_dim.max(1)
+                    )));
+                }
+                let mut packed = vec![0.0f32; TableDtype::Float16.buffer_len(self.vocab_size, self.first_dim)];
+                {
+                    // SAFETY: a float32 buffer viewed as twice as many u16 (alignment 4 >= 2).
+                    let bits: &mut [u16] = unsafe {
+                        std::slice::from_raw_parts_mut(packed.as_mut_ptr().cast::<u16>(), packed.len() * 2)
+                    };
+                    use rayon::prelude::*;
+                    bits[..src.len()]
+                        .par_chunks_mut(1 << 16)
+                        .zip(src.par_chunks(1 << 16))
+                        .for_each(|(b, s)| {
+                            for (b, &v) in b.iter_mut().zip(s) {
+                                *b = half::f16::from_f32(v).to_bits();
+                            }
+                        });
+                }
+                packed
+            }
+            TableDtype::Float32 => self.table_f32(),
+        };
+        self.first_in_out = SharedF32::owned(converted);
+        self.table = table;
+        Ok(())
+    }
+
+    /// The float16 table's bits (`vocab_size * first_dim` values).
+    fn table_f16(&self) -> &[u16] {
+        debug_assert_eq!(self.table, TableDtype::Float16);
+        let f: &[f32] = &self.first_in_out;
+        // SAFETY: float16 values are stored two per f32 slot (see `TableDtype::buffer_len`);
+        // u16 needs less alignment than f32; the length is within the buffer.
+        unsafe { std::slice::from_raw_parts(f.as_ptr().cast::<u16>(), self.vocab_size * self.first_dim) }
+    }
+
+    /// The first layer's table `[vocab, dim0]` as float32 values.
+    fn table_f32(&self) -> Vec<f32> {
+        match self.table {
+            TableDtype::Float32 => self.first_in_out.to_vec(),
+            TableDtype::Float16 => self
+                .table_f16()
+                .iter()
+                .map(|&b| half::f16::from_bits(b).to_f32())
+                .collect(),
+        }
     }
 
     /// The float32 buffers, in weight-cache order (first layer, then each dense layer).
@@ -134,26 +252,35 @@ fn check_chain(first_dim: usize, dense: impl Iterator<Item = (usize, usize)>) ->
 impl Network {
     /// Chooses the arithmetic of the dense layers (quantising them for `Int8`).
     pub fn set_precision(&mut self, precision: Precision) {
-        self.dense_int8 = match precision {
-            Precision::Exact => None,
+        let hidden = self.dense.len().saturating_sub(1);
+        self.reduced = match precision {
+            Precision::Exact => Reduced::None,
             // The output layer stays float32: it is small next to the hidden layers, and it
             // may carry a post-processing transform (e.g. whitening) that cancels a large
             // common component of its input, where 7-bit activations lose the small rest.
-            Precision::Int8 => Some(
+            Precision::Int8 => Reduced::Int8(
                 self.dense
                     .iter()
-                    .take(self.dense.len().saturating_sub(1))
+                    .take(hidden)
                     .map(|l| PackedI8::quantize(&l.unpack(), l.out_dim, l.in_dim))
+                    .collect(),
+            ),
+            // The output layer stays float32 for the same reason as with int8.
+            Precision::Bf16 => Reduced::Bf16(
+                self.dense
+                    .iter()
+                    .take(hidden)
+                    .map(|l| PackedBf16::pack(&l.unpack(), l.out_dim, l.in_dim))
                     .collect(),
             ),
         };
     }
 
     pub fn precision(&self) -> Precision {
-        if self.dense_int8.is_some() {
-            Precision::Int8
-        } else {
-            Precision::Exact
+        match self.reduced {
+            Reduced::None => Precision::Exact,
+            Reduced::Int8(_) => Precision::Int8,
+            Reduced::Bf16(_) => Precision::Bf16,
         }
     }
 
@@ -177,7 +304,10 @@ impl Network {
         let mut layers = vec![DenseLayer {
             out_dim: self.first_dim,
             in_dim: self.vocab_size,
-            weights_out_in: transpose(&self.first_in_out, self.vocab_size, self.first_dim),
+            weights_out_in: match self.table {
+                TableDtype::Float32 => transpose(&self.first_in_out, self.vocab_size, self.first_dim),
+                TableDtype::Float16 => transpose(&self.table_f32(), self.vocab_size, self.first_dim),
+            },
         }];
         layers.extend(self.dense.iter().map(|l| DenseLayer {
             out_dim: l.out_dim,
@@ -198,6 +328,10 @@ impl Network {
         debug_assert_eq!(row.len(), self.first_dim);
         row.fill(0.0);
         let d = self.first_dim;
+        if self.table == TableDtype::Float16 {
+            self.first_layer_f16(indices, values, row);
+            return;
+        }
         let weights: &[f32] = &self.first_in_out;
         for (j, (&idx, &value)) in indices.iter().zip(values).enumerate() {
             // The rows are scattered over a table far larger than the caches: ask for the
@@ -208,6 +342,34 @@ impl Network {
             let w = &weights[idx as usize * d..(idx as usize + 1) * d];
             for (acc, &wk) in row.iter_mut().zip(w) {
                 *acc += value * wk;
+            }
+        }
+    }
+
+    /// [`Network::first_layer`] over the float16 table: each weight widened to float32
+    /// (exact), then the same product and sum, in the same order, as the float32 table.
+    fn first_layer_f16(&self, indices: &[u32], values: &[f32], row: &mut [f32]) {
+        let d = self.first_dim;
+        let bits = self.table_f16();
+        let f16c = f16c_available();
+        for (j, (&idx, &value)) in indices.iter().zip(values).enumerate() {
+            if let Some(&ahead) = indices.get(j + FIRST_LAYER_AHEAD) {
+                let start = ahead as usize * d;
+                let end = (start + d).min(bits.len());
+                for at in (start..end).step_by(32) {
+                    crate::prefetch(&bits[at]); // one 64-byte line per 32 values
+                }
+            }
+            let w = &bits[idx as usize * d..(idx as usize + 1) * d];
+            #[cfg(target_arch = "x86_64")]
+            if f16c {
+                // SAFETY: AVX + F16C were detected; `w` and `row` have `d` elements.
+                unsafe { accumulate_f16_f16c(row, value, w) };
+                continue;
+            }
+            let _ = f16c;
+            for (acc, &wk) in row.iter_mut().zip(w) {
+                *acc += value * half::f16::from_bits(wk).to_f32();
             }
         }
     }
@@ -236,6 +398,7 @@ impl Network {
         relu_normalize_rows(&mut src[..n_rows * cur_dim], cur_dim);
         let last = self.dense.len() - 1;
         let mut quantized = Vec::new();
+        let mut rounded = Vec::new();
         for (i, layer) in self.dense.iter().enumerate() {
             let target: &mut [f32] = if i == last {
                 &mut *out
@@ -243,9 +406,10 @@ impl Network {
                 &mut dst[..n_rows * layer.out_dim]
             };
             let input = &src[..n_rows * cur_dim];
-            match self.dense_int8.as_ref().and_then(|q| q.get(i)) {
-                Some(int8) => int8.matmul(input, n_rows, target, &mut quantized),
-                None => layer.matmul(input, n_rows, target),
+            match &self.reduced {
+                Reduced::Int8(q) if i < q.len() => q[i].matmul(input, n_rows, target, &mut quantized),
+                Reduced::Bf16(q) if i < q.len() => q[i].matmul(input, n_rows, target, &mut rounded),
+                _ => layer.matmul(input, n_rows, target),
             }
             if i == last {
                 normalize_rows(target, layer.out_dim);
@@ -288,6 +452,46 @@ const FIRST_LAYER_AHEAD: usize = 4;
 
 /// Hints the cache lines of `weights[start..start + len]`.
 #[inline]
+/// Whether the F16C conversion instructions (with AVX) run here and SIMD is allowed
+/// (`LUXICAL_NO_SIMD` / `LUXICAL_KERNEL=portable` turn them off with the other kernels).
+fn f16c_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static F16C: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *F16C.get_or_init(|| {
+            crate::gemm::simd_kernels() && is_x86_feature_detected!("avx") && is_x86_feature_detected!("f16c")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `row += value * widen(w)`, 8 lanes at a time, multiply then add (no FMA: the same
+/// roundings as the scalar loop over a float32 table).
+///
+/// # Safety
+/// AVX and F16C must be available; `row.len() == w.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,f16c")]
+unsafe fn accumulate_f16_f16c(row: &mut [f32], value: f32, w: &[u16]) {
+    use std::arch::x86_64::*;
+    debug_assert_eq!(row.len(), w.len());
+    let n = row.len().min(w.len());
+    let v = _mm256_set1_ps(value);
+    let mut i = 0;
+    while i + 8 <= n {
+        let wk = _mm256_cvtph_ps(_mm_loadu_si128(w.as_ptr().add(i).cast()));
+        let acc = _mm256_loadu_ps(row.as_ptr().add(i));
+        _mm256_storeu_ps(row.as_mut_ptr().add(i), _mm256_add_ps(acc, _mm256_mul_ps(v, wk)));
+        i += 8;
+    }
+    for k in i..n {
+        row[k] += value * half::f16::from_bits(w[k]).to_f32();
+    }
+}
+
 fn prefetch_row(weights: &[f32], start: usize, len: usize) {
     let end = (start + len).min(weights.len());
     for at in (start..end).step_by(16) {
@@ -435,7 +639,7 @@ mod tests {
         let mut int8 = exact.clone();
         int8.set_precision(Precision::Int8);
         assert_eq!(int8.precision(), Precision::Int8);
-        assert_eq!(int8.dense_int8.as_ref().unwrap().len(), 1); // hidden layer only
+        assert!(matches!(&int8.reduced, Reduced::Int8(q) if q.len() == 1)); // hidden layer only
         let run = |net: &Network, x: &[f32]| {
             let mut h = vec![0.0; 64];
             let idx: Vec<u32> = (0..4).collect();
@@ -458,6 +662,54 @@ mod tests {
             let cos: f32 = b.iter().zip(&want).map(|(x, y)| x * y).sum();
             assert!(cos > 0.999, "{x:?}: int8 cosine {cos}");
         }
+    }
+
+    #[test]
+    fn float16_table_gathers_like_float32_on_float16_values_and_rounds_others() {
+        // dims not a multiple of 8 (the F16C loop's tail) and an odd table length.
+        for (vocab, d) in [(37usize, 19usize), (50, 96), (7, 3)] {
+            let mut x = 0x9E37_79B9u32;
+            let mut next = || {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x % 2001) as f32 / 1000.0 - 1.0
+            };
+            let w: Vec<f32> = (0..vocab * d).map(|_| next()).collect();
+            let w16: Vec<f32> = w.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+            let indices: Vec<u32> = (0..vocab as u32).rev().step_by(2).chain([0, 0, 3]).collect();
+            let values: Vec<f32> = indices.iter().map(|&i| 0.1 + i as f32 / 7.0).collect();
+            let gather = |weights: &[f32], table: TableDtype| {
+                let mut net = Network::from_layers(vec![layer(d, vocab, weights), layer(2, d, &vec![0.5; 2 * d])]).unwrap();
+                net.set_table_dtype(table).unwrap();
+                assert_eq!(net.table_dtype(), table);
+                let mut row = vec![f32::NAN; d];
+                net.first_layer(&indices, &values, &mut row);
+                (row, net)
+            };
+            // float16-representable weights: bit for bit the float32 table's sums.
+            let (want, _) = gather(&w16, TableDtype::Float32);
+            let (got, net16) = gather(&w16, TableDtype::Float16);
+            assert_eq!(
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{vocab}x{d}"
+            );
+            // The table's values round-trip (the file's orientation, widened).
+            assert_eq!(net16.layers_out_in()[0].weights_out_in, w16);
+            // Arbitrary weights: rounded to float16 (relative error <= 2^-11 per weight).
+            let (exact, _) = gather(&w, TableDtype::Float32);
+            let (rounded, _) = gather(&w, TableDtype::Float16);
+            let bound: f32 = values.iter().sum::<f32>() * 2f32.powi(-11) + 1e-5;
+            for (a, b) in rounded.iter().zip(&exact) {
+                assert!((a - b).abs() <= bound, "{vocab}x{d}: {a} vs {b}");
+            }
+        }
+        // Weights beyond float16's range are refused, naming the layer.
+        let mut net = Network::from_layers(vec![layer(2, 2, &[1.0, 7.0e4, 0.0, 1.0])]).unwrap();
+        let err = net.set_table_dtype(TableDtype::Float16).unwrap_err().to_string();
+        assert!(err.contains("nn_layer_0") && err.contains("float16"), "{err}");
+        assert_eq!(net.table_dtype(), TableDtype::Float32);
     }
 
     #[test]

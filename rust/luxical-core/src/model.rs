@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::format::{self, Dtype, NpyArray, NpyOut};
 use crate::gemm::PackedF32;
 use crate::heads::{HeadScratch, Heads};
-use crate::mlp::{DenseLayer, Network, Precision};
+use crate::mlp::{DenseLayer, Network, Precision, TableDtype};
 use crate::options::RunOptions;
 use crate::tfidf::apply_idf;
 use crate::threads;
@@ -27,6 +27,10 @@ pub struct LoadOptions {
     pub weight_cache: Option<PathBuf>,
     /// Arithmetic of the dense layers.
     pub precision: Precision,
+    /// Storage of the first layer's table; `None`: as the file stores the first layer
+    /// (float16 if `nn_layer_0` is float16, which embeds bit for bit as float32 and takes
+    /// half the memory; else float32).
+    pub table: Option<TableDtype>,
 }
 
 /// Documents per unit of parallel work: large enough for the dense layers to run as
@@ -253,7 +257,11 @@ impl Model {
                 .is_some_and(|i| i.parse::<usize>().is_ok())
         };
         let arrays = format::read_npz_where(&mut archive, |name| !is_layer(name))?;
-        let plan = LayerPlan::read(&mut archive, format::check_version_and_layers(&arrays)?)?;
+        let plan = LayerPlan::read(
+            &mut archive,
+            format::check_version_and_layers(&arrays)?,
+            opts.table,
+        )?;
         // Before entering the pool: a cache miss may wait on the entry's lock for another
         // process, and a pool thread blocked there could hold up the lock holder's own
         // parallel work queued behind it in the same pool.
@@ -295,6 +303,19 @@ impl Model {
         self.network.precision()
     }
 
+    /// This model with its first layer's table stored as `table` (shares the featurizer
+    /// and the dense layers; the table is converted into private memory).
+    pub fn with_table_dtype(&self, table: TableDtype) -> Result<Self> {
+        let mut m = self.clone();
+        m.network.set_table_dtype(table)?;
+        Ok(m)
+    }
+
+    /// The storage of the first layer's table (see `LoadOptions::table`).
+    pub fn table_dtype(&self) -> TableDtype {
+        self.network.table_dtype()
+    }
+
     /// Whether the weights are memory-mapped from a weight-cache file.
     pub fn weights_mapped(&self) -> bool {
         self.network.weights_mapped()
@@ -312,6 +333,7 @@ impl Model {
     fn from_arrays(arrays: &HashMap<String, NpyArray>) -> Result<Self> {
         let n_layers = format::check_version_and_layers(arrays)?;
         let featurizer = featurizer_from_arrays(arrays)?;
+        let stored_f16 = format::get(arrays, &format!("{}0", format::LAYER_PREFIX))?.dtype == Dtype::F16;
         let layers = (0..n_layers)
             .map(|i| {
                 let arr = format::get(arrays, &format!("{}{i}", format::LAYER_PREFIX))?;
@@ -325,7 +347,12 @@ impl Model {
                 Ok(layer)
             })
             .collect::<Result<Vec<_>>>()?;
-        Self::assemble(featurizer, Network::from_layers(layers)?)
+        let mut network = Network::from_layers(layers)?;
+        if stored_f16 {
+            // As `load_with` by default: the file's float16 table as is (bit-identical).
+            network.set_table_dtype(TableDtype::Float16)?;
+        }
+        Self::assemble(featurizer, network)
     }
 
     /// Serialises the model as a reference-compatible `.npz` (format v1).
@@ -607,6 +634,8 @@ struct LayerPlan {
     names: Vec<String>,
     /// `(out, in)` of each layer.
     shapes: Vec<(usize, usize)>,
+    /// Storage of the first layer's table in memory (and in the cache entry).
+    table: TableDtype,
     /// Floats of each converted buffer (first layer transposed, dense layers packed).
     lens: Vec<usize>,
     key: u64,
@@ -616,6 +645,7 @@ impl LayerPlan {
     fn read<R: std::io::Read + std::io::Seek>(
         archive: &mut zip::ZipArchive<R>,
         n_layers: usize,
+        table: Option<TableDtype>,
     ) -> Result<Self> {
         let names: Vec<String> = (0..n_layers)
             .map(|i| format!("{}{i}", format::LAYER_PREFIX))
@@ -623,8 +653,12 @@ impl LayerPlan {
         // Layer shapes and fingerprints from the archive's directory and .npy headers.
         let mut shapes = Vec::with_capacity(n_layers);
         let mut fingerprints = Vec::with_capacity(n_layers);
-        for name in &names {
+        let mut stored_f16 = false;
+        for (i, name) in names.iter().enumerate() {
             let (header, fingerprint) = format::member_header(archive, name)?;
+            if i == 0 {
+                stored_f16 = header.dtype == Dtype::F16;
+            }
             if header.shape.len() != 2 {
                 return Err(Error::ShapeMismatch {
                     array: name.clone(),
@@ -635,7 +669,16 @@ impl LayerPlan {
             shapes.push((header.shape[0], header.shape[1]));
             fingerprints.push(fingerprint);
         }
-        let mut lens = vec![shapes[0].0 * shapes[0].1];
+        let table = table.unwrap_or(if stored_f16 {
+            TableDtype::Float16
+        } else {
+            TableDtype::Float32
+        });
+        if table == TableDtype::Float16 {
+            // Another cache entry than the float32 table's (a marker no archive member has).
+            fingerprints.push((u32::from_le_bytes(*b"f16t"), u64::MAX));
+        }
+        let mut lens = vec![table.buffer_len(shapes[0].1, shapes[0].0)];
         lens.extend(
             shapes[1..]
                 .iter()
@@ -644,6 +687,7 @@ impl LayerPlan {
         Ok(Self {
             names,
             shapes,
+            table,
             lens,
             key: weights::cache_key(&fingerprints),
         })
@@ -659,7 +703,7 @@ impl LayerPlan {
             .zip(it)
             .map(|(&(o, i), b)| PackedF32::from_packed(o, i, b).expect("length checked"))
             .collect();
-        Network::from_parts(vocab_size, d0, first, dense)
+        Network::from_parts(vocab_size, d0, first, self.table, dense)
     }
 
     /// The network: mapped from the cache (`cached`: the outcome of
@@ -673,7 +717,9 @@ impl LayerPlan {
     ) -> Result<Network> {
         let (d0, vocab_size) = self.shapes[0];
         let read = |archive: &mut zip::ZipArchive<R>| {
-            read_layers(archive, Some(file), &self.names, vocab_size, d0)
+            let mut network = read_layers(archive, Some(file), &self.names, vocab_size, d0)?;
+            network.set_table_dtype(self.table)?;
+            Ok::<_, Error>(network)
         };
         let claim = match cached {
             None => return read(archive),
@@ -742,7 +788,13 @@ fn read_layers<R: std::io::Read + std::io::Seek>(
             ))
         })
         .collect::<Result<Vec<_>>>()?;
-    Network::from_parts(vocab_size, d0, SharedF32::owned(first), dense)
+    Network::from_parts(
+        vocab_size,
+        d0,
+        SharedF32::owned(first),
+        TableDtype::Float32,
+        dense,
+    )
 }
 
 /// Tokenizer + vocabulary + idf from the arrays of a model file.

@@ -7,8 +7,9 @@ use pyo3::types::PyDict;
 use crate::errors::emit_warnings;
 
 /// The CPU features luxical's dense-layer kernels use and the kernels this process runs:
-/// a dict with `arch`, `features` (name -> bool), `float32_kernels` / `int8_kernels`
-/// (those this CPU runs, worst to best), `float32_kernel` and `int8_kernel` (in use:
+/// a dict with `arch`, `features` (name -> bool), `float32_kernels` / `int8_kernels` /
+/// `bfloat16_kernels` (those this CPU runs, worst to best), `float32_kernel`,
+/// `int8_kernel` and `bfloat16_kernel` (in use:
 /// chosen on first use from the CPU, `LUXICAL_KERNEL` and `LUXICAL_NO_SIMD`; a setting
 /// that cannot be honoured gives a `LuxicalWarning`).
 #[pyfunction]
@@ -26,5 +27,7 @@ pub fn cpu_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     dict.set_item("int8_kernels", info.int8_kernels)?;
     dict.set_item("float32_kernel", info.float32_kernel)?;
     dict.set_item("int8_kernel", info.int8_kernel)?;
+    dict.set_item("bfloat16_kernels", info.bf16_kernels)?;
+    dict.set_item("bfloat16_kernel", info.bf16_kernel)?;
     Ok(dict)
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use luxical_core::mlp::Precision;
+use luxical_core::mlp::{Precision, TableDtype};
 use luxical_core::model::LoadOptions;
 use luxical_core::tokenize::DEFAULT_MAX_TOKENS;
 use luxical_core::{Error, Model as CoreModel, RunOptions};
@@ -22,8 +22,20 @@ fn parse_precision(name: &str) -> PyResult<Precision> {
     match name {
         "float32" => Ok(Precision::Exact),
         "int8" => Ok(Precision::Int8),
+        "bfloat16" => Ok(Precision::Bf16),
         other => Err(PyValueError::new_err(format!(
-            "precision must be \"float32\" or \"int8\", got {other:?}"
+            "precision must be \"float32\", \"int8\" or \"bfloat16\", got {other:?}"
+        ))),
+    }
+}
+
+fn parse_table_dtype(name: Option<&str>) -> PyResult<Option<TableDtype>> {
+    match name {
+        None => Ok(None),
+        Some("float32") => Ok(Some(TableDtype::Float32)),
+        Some("float16") => Ok(Some(TableDtype::Float16)),
+        Some(other) => Err(PyValueError::new_err(format!(
+            "first_layer_dtype must be None, \"float32\" or \"float16\", got {other:?}"
         ))),
     }
 }
@@ -291,18 +303,21 @@ impl Model {
 impl Model {
     /// Loads a model file (reference `.npz`, format v1); `weight_cache`: directory of
     /// memory-mapped weight-cache files (None: private memory); `precision`: "float32" or
-    /// "int8" (dense layers).
+    /// "int8" (dense layers); `first_layer_dtype`: storage of the first layer's table,
+    /// "float32", "float16" or None (as the file stores it).
     #[staticmethod]
-    #[pyo3(signature = (path, weight_cache=None, precision="float32"))]
+    #[pyo3(signature = (path, weight_cache=None, precision="float32", first_layer_dtype=None))]
     fn load(
         py: Python<'_>,
         path: PathBuf,
         weight_cache: Option<PathBuf>,
         precision: &str,
+        first_layer_dtype: Option<&str>,
     ) -> PyResult<Self> {
         let opts = LoadOptions {
             weight_cache,
             precision: parse_precision(precision)?,
+            table: parse_table_dtype(first_layer_dtype)?,
         };
         let inner = detached(py, "loading a model", || CoreModel::load_with(&path, &opts))?;
         Ok(Self { inner })
@@ -319,6 +334,20 @@ impl Model {
     #[getter]
     fn precision(&self) -> &'static str {
         self.inner.precision().name()
+    }
+
+    /// This model with its first layer's table stored as `first_layer_dtype` ("float32" or
+    /// "float16"; converted into private memory).
+    fn with_first_layer_dtype(&self, py: Python<'_>, first_layer_dtype: &str) -> PyResult<Self> {
+        let table = parse_table_dtype(Some(first_layer_dtype))?.expect("Some in, Some out");
+        let inner = detached(py, "converting the first layer", || self.inner.with_table_dtype(table))?;
+        Ok(Self { inner })
+    }
+
+    /// Storage of the first layer's table in memory: "float32" or "float16".
+    #[getter]
+    fn first_layer_dtype(&self) -> &'static str {
+        self.inner.table_dtype().name()
     }
 
     /// Whether the weights are memory-mapped from a weight-cache file (shared between
