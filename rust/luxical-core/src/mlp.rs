@@ -450,8 +450,6 @@ fn sum_squares(x: &[f32]) -> f64 {
 /// How many features ahead `first_layer` prefetches.
 const FIRST_LAYER_AHEAD: usize = 4;
 
-/// Hints the cache lines of `weights[start..start + len]`.
-#[inline]
 /// Whether the F16C conversion instructions (with AVX) run here and SIMD is allowed
 /// (`LUXICAL_NO_SIMD` / `LUXICAL_KERNEL=portable` turn them off with the other kernels).
 fn f16c_available() -> bool {
@@ -492,6 +490,8 @@ unsafe fn accumulate_f16_f16c(row: &mut [f32], value: f32, w: &[u16]) {
     }
 }
 
+/// Hints the cache lines of `weights[start..start + len]`.
+#[inline]
 fn prefetch_row(weights: &[f32], start: usize, len: usize) {
     let end = (start + len).min(weights.len());
     for at in (start..end).step_by(16) {
