@@ -171,7 +171,9 @@ impl Vocabulary {
             hashes.push(hash)
         });
         // Look up with the slot of a hash a few places ahead already on its way.
-        const AHEAD: usize = 16;
+        // 32 on a Sapphire Rapids Xeon, Luxical-One shape (2M n-grams), long documents:
+        // +5% over 16; 48 and 64 no better, 8 worse.
+        const AHEAD: usize = 32;
         let lookup = &self.lookup;
         let slots = &mut scratch.slot_of_feature;
         for (i, &hash) in hashes.iter().enumerate() {
