@@ -191,7 +191,7 @@ def test_a_stopped_run_leaves_only_complete_shards_and_resume_finishes_it(tmp_pa
     assert recorded and set(recorded) <= {p.name for p in finals}
     mtimes = {name: (out / name).stat().st_mtime_ns for name in recorded}
 
-    resumed = embed_cli(root, "--out", out, "--resume", "--batch-size", "1000")
+    resumed = embed_cli(root, "--out", out, "--resume", "--batch-size", "100")
     assert resumed.returncode == 0, resumed.stderr
     assert f"{len(recorded)} already complete, skipped" in resumed.stderr, resumed.stderr
     assert _files(out) == ["_SUCCESS", "_manifest.json"] + sorted(expected)  # temporary files cleaned up
@@ -205,6 +205,12 @@ def test_a_stopped_run_leaves_only_complete_shards_and_resume_finishes_it(tmp_pa
     first_new = next(n for n in sorted(expected) if n not in recorded)
     for name in (next(iter(recorded)), first_new):
         np.testing.assert_array_equal(embeddings(out / name), model(expected[name]), err_msg=name)
+    # The stopped-and-resumed directory holds the same bytes as an uninterrupted run's.
+    full = tmp_path / "uninterrupted"
+    whole = embed_cli(root, "--out", full, "--batch-size", "100")
+    assert whole.returncode == 0, whole.stderr
+    for name in sorted(expected):
+        assert (out / name).read_bytes() == (full / name).read_bytes(), name
 
 
 def test_file_uris_in_and_out(corpus, tmp_path, model):

@@ -259,3 +259,150 @@ def test_heads(real_texts, fixture_model_path, fixture_embedder, tmp_path):
         luxical.polars.embed_frame(df, out="cl_id", model=fixture_model_path, heads=heads)
     with pytest.raises(ValueError, match="out=None needs heads"):
         luxical.polars.embed_frame(df, out=None, model=fixture_model_path)
+
+
+# --- the namespace's quantize / dequantize of embedding columns already in a frame -------
+
+
+def _with_null_rows(emb: np.ndarray) -> tuple[list, list[int]]:
+    """The rows of `emb` as lists, with a null row after every fifth one."""
+    rows: list = []
+    for i, row in enumerate(emb):
+        rows.append(row.tolist())
+        if i % 5 == 4:
+            rows.append(None)
+    return rows, [i for i, r in enumerate(rows) if r is not None]
+
+
+@pytest.mark.parametrize(
+    ("precision", "scale"), [("int8", None), ("int8", 0.3), ("uint8", None), ("uint8", 0.3), ("binary", None)]
+)
+def test_quantize_expression_equals_luxical_quantize(precision, scale, real_texts, fixture_embedder):
+    """Eager, lazy and streaming; with and without dim=; null rows stay null; the codes
+    equal luxical.quantize's (at the engines' default scale unless scale=), and
+    dequantize equals luxical.dequantize of them."""
+    emb = fixture_embedder(real_texts)
+    dim = emb.shape[1]
+    s = default_scale(precision) if scale is None else scale
+    want = luxical.quantize(emb, precision, scale=s)
+    back = luxical.dequantize(want, precision, scale=s, dim=dim)
+    rows, present = _with_null_rows(emb)
+    frame = pl.concat(  # several chunks: the expression is called once per chunk
+        [pl.DataFrame({"id": np.arange(i, min(i + 40, len(rows))), "emb": rows[i : i + 40]},
+                      schema={"id": pl.Int64, "emb": pl.Array(pl.Float32, dim)})
+         for i in range(0, len(rows), 40)],
+        rechunk=False,
+    )
+    code = pl.Int8 if precision == "int8" else pl.UInt8
+    width = (dim + 7) // 8 if precision == "binary" else dim
+    for given in (None, dim):
+        q = pl.col("emb").luxical.quantize(precision, scale=scale, dim=given)
+        lazy = frame.lazy().select("id", q=q).with_columns(
+            f=pl.col("q").luxical.dequantize(precision, scale=scale, dim=given if given else None)
+        )
+        f_width = dim if given or precision != "binary" else 8 * width
+        # The dtypes are known without computing anything.
+        assert lazy.collect_schema() == pl.Schema(
+            {"id": pl.Int64, "q": pl.Array(code, width), "f": pl.Array(pl.Float32, f_width)}
+        )
+        outs = {"eager": frame.select("id", q=q)} | {
+            engine: lazy.collect(engine=engine).sort("id") for engine in ("in-memory", "streaming")
+        }
+        for how, out in outs.items():
+            assert out["q"].is_null().to_list() == [r is None for r in rows], how
+            np.testing.assert_array_equal(_matrix(out["q"].drop_nulls()), want, err_msg=f"{how} dim={given}")
+            if "f" in out.columns:
+                assert out["f"].null_count() == len(rows) - len(present)
+                got = _matrix(out["f"].drop_nulls())
+                np.testing.assert_array_equal(got, back if f_width == dim else luxical.dequantize(want, precision))
+
+
+def test_quantize_from_list_columns(real_texts, fixture_embedder):
+    """List(Float32 / Float64) rows (dim= tells the width), nulls kept; dequantize of
+    List codes; the result is that of the numpy rows, float64 ones included."""
+    emb = fixture_embedder(real_texts[:30]).astype(np.float64) * 0.999
+    dim = emb.shape[1]
+    rows, present = _with_null_rows(emb)
+    for inner in (pl.Float32, pl.Float64):
+        frame = pl.DataFrame({"emb": rows}, schema={"emb": pl.List(inner)})
+        values = emb.astype(np.float32) if inner == pl.Float32 else emb
+        for lazy in (False, True):
+            q = (frame.lazy() if lazy else frame).select(q=pl.col("emb").luxical.quantize("int8", dim=dim))
+            out = q.collect() if lazy else q
+            assert out.schema["q"] == pl.Array(pl.Int8, dim)
+            assert out["q"].is_null().to_list() == [r is None for r in rows]
+            np.testing.assert_array_equal(
+                _matrix(out["q"].drop_nulls()), luxical.quantize(values, "int8", scale=INT8_SCALE)
+            )
+    codes = luxical.quantize(emb, "binary")
+    listed = pl.DataFrame({"c": [r.tolist() for r in codes]}, schema={"c": pl.List(pl.UInt8)})
+    got = listed.select(pl.col("c").luxical.dequantize("binary", dim=dim))["c"]
+    assert got.dtype == pl.Array(pl.Float32, dim)
+    np.testing.assert_array_equal(_matrix(got), luxical.dequantize(codes, "binary", dim=dim))
+    # A column of nulls only, and an empty frame.
+    nulls = pl.DataFrame({"emb": [None, None]}).select(pl.col("emb").luxical.quantize("binary", dim=dim))["emb"]
+    assert nulls.dtype == pl.Array(pl.UInt8, (dim + 7) // 8) and nulls.null_count() == 2
+    empty = pl.DataFrame({"emb": []}, schema={"emb": pl.Array(pl.Float32, dim)})
+    assert empty.select(pl.col("emb").luxical.quantize("uint8")).schema["emb"] == pl.Array(pl.UInt8, dim)
+
+
+def test_embed_quantize_dequantize_round_trip(real_texts):
+    """embed -> quantize -> dequantize in one lazy plan, the default model: within cosine
+    0.999 of the float rows on every real text, and the codes equal embed(quantize=...)."""
+    df = pl.DataFrame({"text": real_texts})
+    lf = df.lazy().select(f=pl.col("text").luxical.embed()).with_columns(
+        **{p: pl.col("f").luxical.quantize(p) for p in ("int8", "uint8")}
+    ).with_columns(**{f"{p}_f": pl.col(p).luxical.dequantize(p) for p in ("int8", "uint8")})
+    out = lf.collect(engine="streaming")
+    emb = _matrix(out["f"])
+    np.testing.assert_array_equal(emb, luxical.embed(real_texts))
+    for p in ("int8", "uint8"):
+        np.testing.assert_array_equal(
+            _matrix(out[p]), _matrix(df.select(pl.col("text").luxical.embed(quantize=p))["text"]), err_msg=p
+        )
+        back = _matrix(out[f"{p}_f"])
+        cos = (emb * back).sum(1) / np.linalg.norm(emb, axis=1) / np.linalg.norm(back, axis=1)
+        assert cos.min() >= 0.999, (p, cos.min())
+
+
+def test_quantize_errors_name_the_column():
+    ragged = pl.DataFrame({"e": [[0.6, 0.8], None, [1.0]]})
+    with pytest.raises(ValueError, match=r"column 'e' row 2 of a batch of 3 rows holds 1 values, expected 2 \(dim=2\)"):
+        ragged.select(pl.col("e").luxical.quantize("int8", dim=2))
+    with pytest.raises(ValueError, match=r"column 'e' row \d+ of a batch of \d+ rows holds 1 values, expected 2 \(dim=2\)"):
+        ragged.lazy().select(pl.col("e").luxical.quantize("int8", dim=2)).collect(engine="streaming")
+    # A List column without dim: the output dtype cannot be known before the rows are
+    # read, and Polars refuses the plan (8-bit: the dtype expression needs an Array;
+    # binary: its inference fails on luxical's error).
+    for precision in ("int8", "binary"):
+        with pytest.raises(pl.exceptions.PolarsError):
+            ragged.lazy().select(pl.col("e").luxical.quantize(precision)).collect_schema()
+    ints = pl.DataFrame({"n": [[1, 2]]}, schema={"n": pl.Array(pl.Int64, 2)})
+    with pytest.raises(TypeError, match=r"column 'n' has dtype Array\(Int64, shape=\(2,\)\), expected float embeddings"):
+        ints.select(pl.col("n").luxical.quantize("int8"))
+    with pytest.raises(TypeError, match=r"column 'n' has dtype String, expected float embeddings"):
+        pl.LazyFrame({"n": ["a"]}).select(pl.col("n").luxical.quantize("binary", dim=2)).collect()
+    with pytest.raises(ValueError, match=r"column 'e' has dtype Array\(Float32, shape=\(2,\)\): its rows hold 2 values, expected 3"):
+        pl.DataFrame({"e": [[0.6, 0.8]]}, schema={"e": pl.Array(pl.Float32, 2)}).select(
+            pl.col("e").luxical.quantize("uint8", dim=3)
+        )
+    with pytest.raises(ValueError, match=r"column 'e' holds 1 null values inside its rows"):
+        pl.DataFrame({"e": [[0.6, None]]}, schema={"e": pl.Array(pl.Float32, 2)}).select(pl.col("e").luxical.quantize())
+    floats = pl.DataFrame({"e": [[0.6, 0.8]]}, schema={"e": pl.Array(pl.Float32, 2)})
+    with pytest.raises(TypeError, match=r"column 'e' has dtype Array\(Float32, shape=\(2,\)\), expected int8 codes"):
+        floats.select(pl.col("e").luxical.dequantize("int8"))
+    with pytest.raises(TypeError, match=r"column 'q' has dtype Array\(Int8, shape=\(2,\)\), expected uint8 codes"):
+        floats.select(q=pl.col("e").luxical.quantize("int8")).select(pl.col("q").luxical.dequantize("uint8"))
+
+
+def test_quantize_bad_options_fail_when_the_expression_is_built():
+    for method in ("quantize", "dequantize"):
+        build = getattr(pl.col("e").luxical, method)
+        with pytest.raises(ValueError, match=r'precision must be "uint8", "int8" or "binary", got \'int4\''):
+            build("int4")
+        with pytest.raises(ValueError, match=r"scale must be a finite number > 0"):
+            build("int8", scale=-1.0)
+        with pytest.raises(ValueError, match=r"scale=0\.5 applies to quantize=\"int8\" or \"uint8\" only"):
+            build("binary", scale=0.5)
+        with pytest.raises(ValueError, match=r"dim must be a positive int"):
+            build("int8", dim=0)

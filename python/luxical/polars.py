@@ -33,13 +33,23 @@ it, and :func:`luxical.dequantize` reads it back::
 (``metadata=`` of ``write_parquet`` / ``sink_parquet`` is marked experimental by Polars;
 ``out.to_arrow()`` with :func:`luxical.quantize.parquet_metadata` in the schema
 metadata, written by ``pyarrow.parquet.write_table``, does the same.)
+
+The namespace also quantises float embedding columns already in a frame, and back:
+``pl.col("embedding").luxical.quantize("int8")`` gives the codes of
+:func:`luxical.quantize` (at the engines' default scale, :func:`luxical.quantize.default_scale`,
+unless ``scale=``), ``pl.col("codes").luxical.dequantize("int8")`` the float32 rows of
+:func:`luxical.dequantize`. Both convert each batch to one 2-D numpy array; pass
+``dim=`` for ``List`` columns (an ``Array`` column's dtype gives it)::
+
+    df.with_columns(q=pl.col("emb").luxical.quantize("int8"))        # Array(Int8, dim)
+    df.with_columns(f=pl.col("q").luxical.dequantize("int8"))        # Array(Float32, dim)
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import polars as pl
@@ -49,6 +59,7 @@ from luxical._columns import NULLS_HINT, check_options, embed_column, embed_colu
 from luxical._luxical import DEFAULT_MAX_TOKENS
 from luxical.embedder import Embedder
 from luxical.heads import CentroidHead, Head, resolve
+from luxical.quantize import Precision, resolve_scale
 
 __all__ = ["LuxicalExprNamespace", "embed_frame", "embed_series", "output_dtype", "parquet_metadata"]
 
@@ -191,6 +202,94 @@ def _null_rows(out: pl.Series, mask: np.ndarray) -> pl.Series:
     return pl.select(pl.when(pl.lit(pl.Series(mask))).then(None).otherwise(out).alias(out.name)).to_series()
 
 
+_FLOATS = (pl.Float32, pl.Float64)
+
+
+class _QuantizeBatch:
+    """The function ``map_batches`` calls on each batch of
+    :meth:`LuxicalExprNamespace.quantize` (or, with ``inverse=True``,
+    :meth:`LuxicalExprNamespace.dequantize`). Built when the expression is: checks the
+    options, so that a bad one fails there, and works out the return dtype."""
+
+    def __init__(self, precision: str, scale: float | None, dim: int | None, *, inverse: bool) -> None:
+        if precision not in ("uint8", "int8", "binary"):
+            raise ValueError(f'precision must be "uint8", "int8" or "binary", got {precision!r}')
+        # As the engines: int8 at INT8_SCALE, uint8 at 0.5 unless `scale`; no scale for binary.
+        self.scale = resolve_scale(precision, scale)
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1):
+            raise ValueError(f"dim must be a positive int (floats per embedding), got {dim!r}")
+        self.precision = cast(Precision, precision)
+        self.dim = None if dim is None else int(dim)
+        self.inverse = inverse
+        code = pl.Int8 if precision == "int8" else pl.UInt8
+        packed = None if self.dim is None else ((self.dim + 7) // 8 if precision == "binary" else self.dim)
+        # What the rows hold: floats (quantize) or codes (dequantize), and how many.
+        self.inner: tuple[Any, ...] = (code,) if inverse else _FLOATS
+        self.width = packed if inverse else self.dim
+        self.out_type: Any = pl.Float32 if inverse else code
+        self.return_dtype: pl.DataType | None = None if self.dim is None else pl.Array(self.out_type, self.dim if inverse else packed)
+
+    def __call__(self, series: pl.Series) -> pl.Series:
+        name = series.name
+        rows, mask = _rows(series, self.inner, self.width, self.precision, self.inverse)
+        if self.inverse:
+            out = luxical.dequantize(rows, self.precision, scale=self.scale, dim=self.dim if self.precision == "binary" else None)
+        else:
+            out = luxical.quantize(rows, self.precision, scale=self.scale)
+        if mask is not None:  # null rows: zeros under a null validity bit
+            full = np.zeros((len(mask), out.shape[1]), dtype=out.dtype)
+            full[~mask] = out
+            out = full
+        return pl.Series(name, _fixed_size_list(out, mask))
+
+
+def _rows(
+    series: pl.Series, inner: tuple[Any, ...], width: int | None, precision: str, inverse: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The non-null rows of an ``Array`` / ``List`` column as one 2-D numpy array (no loop
+    over the rows), and the null-row mask (None when there are no null rows)."""
+    import pyarrow.compute as pc
+
+    name, dtype = series.name, cast(Any, series.dtype)  # Array / List: .inner, .size
+    want = f"{precision} codes, Array({inner[0]}, width)" if inverse else "float embeddings, Array(Float32|Float64, dim)"
+    is_list = dtype == pl.Null or isinstance(dtype, pl.List)  # Null: a column of nulls only
+    if not (is_list or isinstance(dtype, pl.Array)) or (dtype != pl.Null and dtype.inner not in inner):
+        raise TypeError(f"column {name!r} has dtype {dtype}, expected {want} or List of the same values")
+    if is_list and width is None:
+        raise TypeError(
+            f"column {name!r} has dtype {dtype}: pass dim= (floats per embedding) so that the output "
+            "dtype is known before the rows are read (an Array column's dtype gives it)"
+        )
+    expected = f"{width} (dim={width})" if not inverse else f"{width} (the codes of the dim passed)"
+    if not is_list and width is not None and dtype.size != width:
+        raise ValueError(f"column {name!r} has dtype {dtype}: its rows hold {dtype.size} values, expected {expected}")
+    row_width = int(width if is_list and width is not None else dtype.size)
+    n_null = series.null_count()
+    mask = series.is_null().to_numpy() if n_null else None
+    present = series.drop_nulls() if n_null else series
+    n = len(present)
+    if n == 0:
+        empty_type = np.float32 if not inverse else (np.int8 if precision == "int8" else np.uint8)
+        return np.zeros((0, row_width), dtype=empty_type), mask
+    arr = present.to_arrow()
+    values = arr.flatten()
+    if is_list:  # every row must hold `width` values (known: a List column needs dim)
+        lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+        if (lengths != width).any():
+            bad = int(np.flatnonzero(lengths != width)[0])
+            index = np.flatnonzero(~mask) if mask is not None else np.arange(n)
+            raise ValueError(
+                f"column {name!r} row {int(index[bad])} of a batch of {len(series)} rows holds "
+                f"{int(lengths[bad])} values, expected {expected}; embeddings need rows of equal length"
+            )
+    if values.null_count:
+        raise ValueError(
+            f"column {name!r} holds {values.null_count} null values inside its rows "
+            "(a null row stays null; a null value within a row cannot be quantised)"
+        )
+    return values.to_numpy(zero_copy_only=False).reshape(n, row_width), mask
+
+
 @pl.api.register_expr_namespace("luxical")
 class LuxicalExprNamespace:
     """The ``luxical`` namespace of Polars expressions (registered by ``import
@@ -255,6 +354,70 @@ class LuxicalExprNamespace:
             batch_size=batch_size, max_tokens=max_tokens, embeddings=embeddings,
         )
         return self._expr.map_batches(fn, return_dtype=fn.return_dtype, is_elementwise=True)
+
+    def quantize(self, precision: str = "int8", *, scale: float | None = None, dim: int | None = None) -> pl.Expr:
+        """Quantises a column of float embeddings: ``Array(Float32|Float64, dim)``, or
+        ``List`` of them with rows of equal length. Each batch is converted to one 2-D
+        numpy array and quantised by :func:`luxical.quantize`; null rows stay null.
+
+        Args:
+            precision: ``"int8"`` (default), ``"uint8"`` or ``"binary"``.
+            scale: Clipping limit of 8-bit codes; default as the engines and
+                ``embed(quantize=...)``: :data:`luxical.quantize.INT8_SCALE` (0.6) for
+                int8, 0.5 for uint8 (see :func:`luxical.quantize.default_scale`). Polars
+                cannot store it in the column: see :func:`parquet_metadata`.
+            dim: Floats per embedding. Needed for a ``List`` column (its dtype does not
+                say), checked against the rows otherwise.
+
+        Returns:
+            An expression of dtype ``Array(Int8, dim)`` (int8), ``Array(UInt8, dim)``
+            (uint8) or ``Array(UInt8, ceil(dim / 8))`` (binary: packed sign bits).
+
+        Raises:
+            ValueError: a bad `precision`, `scale` or `dim` (here); rows of different
+                lengths, rows not of `dim` values, null values within a row (when the
+                frame is computed; the message names the column).
+            TypeError: not a float ``Array`` / ``List`` column, or a ``List`` column
+                without `dim` (when the frame is computed; names the column). For
+                ``"binary"`` without `dim`, Polars works out the dtype by calling the
+                function on a sample of its own, and reports such an error as "not able to
+                infer the output type": pass `dim` to get luxical's message.
+        """
+        fn = _QuantizeBatch(precision, scale, dim, inverse=False)
+        return self._expr.map_batches(fn, return_dtype=self._return_dtype(fn), is_elementwise=True)
+
+    def dequantize(self, precision: str = "int8", *, scale: float | None = None, dim: int | None = None) -> pl.Expr:
+        """The inverse of :meth:`quantize`: a column of codes (``Array`` or ``List`` of
+        Int8 for int8, UInt8 for uint8 and binary) to float32 rows, by
+        :func:`luxical.dequantize` on each batch as one 2-D numpy array; null rows stay
+        null.
+
+        Args:
+            precision: ``"int8"`` (default), ``"uint8"`` or ``"binary"``.
+            scale: The scale the codes were made with; default that of :meth:`quantize`
+                (:func:`luxical.quantize.default_scale`), not the 0.5 of
+                :func:`luxical.dequantize` on bare codes.
+            dim: Floats per embedding. Needed for a ``List`` column; for binary codes,
+                the bits kept of each row (default 8 × bytes per row).
+
+        Returns:
+            An expression of dtype ``Array(Float32, dim)``.
+
+        Raises:
+            ValueError, TypeError: as :meth:`quantize` (the codes' dtype must match
+                `precision`).
+        """
+        fn = _QuantizeBatch(precision, scale, dim, inverse=True)
+        return self._expr.map_batches(fn, return_dtype=self._return_dtype(fn), is_elementwise=True)
+
+    def _return_dtype(self, fn: _QuantizeBatch) -> pl.DataType | pl.DataTypeExpr | None:
+        """`fn`'s declared dtype; without `dim`, for 8-bit codes, that of the input Array
+        with its values cast (a lazy schema knows it, and luxical's own errors surface).
+        Binary without `dim` changes the width, which a dtype expression cannot say: None
+        lets Polars infer it (it calls `fn` on rows of the input's dtype)."""
+        if fn.return_dtype is not None or fn.precision == "binary":
+            return fn.return_dtype
+        return pl.dtype_of(self._expr.arr.eval(pl.element().cast(fn.out_type)))
 
 
 def embed_series(
