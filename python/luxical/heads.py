@@ -629,11 +629,15 @@ def fit_probe(
     if kind == "mlp":
         from sklearn.neural_network import MLPClassifier
 
+        # Integer targets: scikit-learn 1.7's early-stopping score calls isnan on the
+        # predicted labels, which fails for string labels. np.unique sorts like its own
+        # label encoder, so the class order is the same.
+        names, codes = np.unique(np.asarray(y), return_inverse=True)
         model = MLPClassifier(
             hidden_layer_sizes=(hidden,), alpha=alpha / 1000, max_iter=max_iter or 200, random_state=seed,
             early_stopping=True,
-        ).fit(x, y)
-        classes = [str(c) for c in model.classes_]
+        ).fit(x, codes)
+        classes = [str(names[c]) for c in model.classes_]
         layers = [(w.T, b) for w, b in zip(model.coefs_, model.intercepts_)]
         activation = {"logistic": "sigmoid", "softmax": "softmax"}[model.out_activation_]
         labels_out = classes[1:] if layers[-1][0].shape[0] == 1 else classes
