@@ -37,8 +37,9 @@ use std::sync::OnceLock;
 pub const NR: usize = 16;
 /// Rows per float32 micro-tile (portable and AVX2).
 const MR: usize = 6;
-/// Rows per float32 micro-tile of the AVX-512 kernel (2 panels wide).
-const MR_512: usize = 8;
+/// Most rows per float32 micro-tile of the AVX-512 kernel (2 panels wide: 28 of the 32
+/// vector registers accumulate).
+const MR_512: usize = 14;
 /// Rows per int8 micro-tile (portable and AVX2).
 const MR_I8: usize = 4;
 /// Rows per int8 micro-tile of the AVX-512 VNNI kernel; the most of any int8 kernel
@@ -201,7 +202,9 @@ impl CpuFeatures {
             Kernel::Portable => true,
             Kernel::Avx2 => false,
             Kernel::Avx512 => self.has_f32(kernel) && self.avx512bf16,
-            Kernel::Amx => self.has_f32(Kernel::Avx512) && self.amx_tile && self.amx_bf16 && self.amx_os,
+            Kernel::Amx => {
+                self.has_f32(Kernel::Avx512) && self.amx_tile && self.amx_bf16 && self.amx_os
+            }
         }
     }
 
@@ -681,7 +684,8 @@ impl PackedI8 {
         let (k4, m) = (self.k4, self.out_dim);
         assert!(CpuFeatures::detect().has_int8(Kernel::Amx));
         // SAFETY: an i8 slice viewed as bytes.
-        let data = unsafe { std::slice::from_raw_parts(self.data.as_ptr().cast::<u8>(), self.data.len()) };
+        let data =
+            unsafe { std::slice::from_raw_parts(self.data.as_ptr().cast::<u8>(), self.data.len()) };
         amx_product(false, qa, k4, data, n_rows, m, |i0, r, col0, c_r| {
             let sa = row_scale[i0 + r];
             let o = &mut out[(i0 + r) * m + col0..][..c_r.len()];
@@ -711,7 +715,11 @@ fn amx_product(
     mut emit: impl FnMut(usize, usize, usize, &[u32]),
 ) {
     let panels = n_panels(m);
-    assert!(lda % KT == 0 && qa.len() >= n_rows.div_ceil(TR) * TR * lda && data.len() == panels * lda * NR);
+    assert!(
+        lda % KT == 0
+            && qa.len() >= n_rows.div_ceil(TR) * TR * lda
+            && data.len() == panels * lda * NR
+    );
     let mut c = [[0u32; 2 * NR]; 2 * TR];
     // SAFETY: the caller checked that the CPU has the instructions and the OS granted the
     // tile state; the tiles read `qa` rows [i0, i0 + 16·row_tiles) (inside `qa`, checked
@@ -891,7 +899,14 @@ impl PackedBf16 {
     /// # Panics
     /// If this CPU lacks `kernel`'s bfloat16 kernel (see [`CpuFeatures::has_bf16`]) or the
     /// sizes disagree.
-    pub fn matmul_with(&self, kernel: Kernel, a: &[f32], n_rows: usize, out: &mut [f32], qa: &mut Vec<u16>) {
+    pub fn matmul_with(
+        &self,
+        kernel: Kernel,
+        a: &[f32],
+        n_rows: usize,
+        out: &mut [f32],
+        qa: &mut Vec<u16>,
+    ) {
         let (k, kp, m) = (self.in_dim, self.kp, self.out_dim);
         assert_eq!(a.len(), n_rows * k);
         assert_eq!(out.len(), n_rows * m);
@@ -923,7 +938,16 @@ impl PackedBf16 {
                         // SAFETY: AVX-512F/BF16 were checked above; `qa` holds `rows` rows of
                         // `kp` from `i0`; `data` holds `kp * NR` values per panel, for
                         // panel `p` and, when `two`, `p + 1`.
-                        unsafe { x86::bf16_tile_avx512(rows, two, qa.as_ptr().add(i0 * kp), kp, panel, &mut acc) };
+                        unsafe {
+                            x86::bf16_tile_avx512(
+                                rows,
+                                two,
+                                qa.as_ptr().add(i0 * kp),
+                                kp,
+                                panel,
+                                &mut acc,
+                            )
+                        };
                         for (r, acc_r) in acc[..rows].iter().enumerate() {
                             out[(i0 + r) * m + p * NR..][..cols].copy_from_slice(&acc_r[..cols]);
                         }
@@ -963,11 +987,19 @@ impl PackedBf16 {
                 std::slice::from_raw_parts(self.data.as_ptr().cast::<u8>(), self.data.len() * 2),
             )
         };
-        amx_product(true, qa, self.kp * 2, data, n_rows, m, |i0, r, col0, c_r| {
-            for (o, &x) in out[(i0 + r) * m + col0..][..c_r.len()].iter_mut().zip(c_r) {
-                *o = f32::from_bits(x);
-            }
-        });
+        amx_product(
+            true,
+            qa,
+            self.kp * 2,
+            data,
+            n_rows,
+            m,
+            |i0, r, col0, c_r| {
+                for (o, &x) in out[(i0 + r) * m + col0..][..c_r.len()].iter_mut().zip(c_r) {
+                    *o = f32::from_bits(x);
+                }
+            },
+        );
     }
 }
 
@@ -999,7 +1031,13 @@ mod x86 {
             const XFEATURE_XTILEDATA: libc::c_long = 18;
             // SAFETY: arch_prctl with these arguments only changes the process's allowed
             // extended state; it fails cleanly where unsupported.
-            unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
+            unsafe {
+                libc::syscall(
+                    libc::SYS_arch_prctl,
+                    ARCH_REQ_XCOMP_PERM,
+                    XFEATURE_XTILEDATA,
+                ) == 0
+            }
         }
         #[cfg(not(target_os = "linux"))]
         {
@@ -1044,10 +1082,12 @@ mod x86 {
         let mut hi = [_mm512_setzero_ps(); MR_I8_MAX];
         let second = panel.wrapping_add(kp * NR);
         for p in 0..kp / 2 {
-            let w0: __m512bh = std::mem::transmute(_mm512_loadu_si512(panel.add(p * NR * 2) as *const __m512i));
+            let w0: __m512bh =
+                std::mem::transmute(_mm512_loadu_si512(panel.add(p * NR * 2) as *const __m512i));
             if two {
-                let w1: __m512bh =
-                    std::mem::transmute(_mm512_loadu_si512(second.wrapping_add(p * NR * 2) as *const __m512i));
+                let w1: __m512bh = std::mem::transmute(_mm512_loadu_si512(
+                    second.wrapping_add(p * NR * 2) as *const __m512i,
+                ));
                 for r in 0..rows {
                     let pair = (qa.add(r * kp + 2 * p) as *const i32).read_unaligned();
                     let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair));
@@ -1097,13 +1137,25 @@ mod x86 {
         macro_rules! dot {
             ($dst:literal, $a:literal, $b:literal) => {
                 if BF16 {
-                    asm!(concat!("tdpbf16ps ", $dst, ", ", $a, ", ", $b), options(nostack, nomem));
+                    asm!(
+                        concat!("tdpbf16ps ", $dst, ", ", $a, ", ", $b),
+                        options(nostack, nomem)
+                    );
                 } else {
-                    asm!(concat!("tdpbusd ", $dst, ", ", $a, ", ", $b), options(nostack, nomem));
+                    asm!(
+                        concat!("tdpbusd ", $dst, ", ", $a, ", ", $b),
+                        options(nostack, nomem)
+                    );
                 }
             };
         }
-        asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            options(nostack, nomem)
+        );
         let b1 = b.wrapping_add(lda * NR);
         let a1 = a.wrapping_add(TR * lda);
         for kb in (0..lda).step_by(KT) {
@@ -1168,15 +1220,35 @@ mod x86 {
     }
 
     /// `out[n, m] = a[n, k] · Wᵀ` for the packed panels `data` (`out` already zeroed):
-    /// tiles of [`MR_512`] rows × 2 panels (32 columns), depth blocked by [`KC`] as the
-    /// other kernels are. Each tile sums `a · b` from zero with FMA over the block's
-    /// depth, then adds it into `out`: the AVX2 kernel's order, hence its bits.
+    /// tiles of up to [`MR_512`] rows × 2 panels (32 columns: 28 accumulators), depth
+    /// blocked by [`KC`] as the other kernels are. Each tile sums `a · b` from zero with
+    /// FMA over the block's depth, then adds it into `out`: the AVX2 kernel's order,
+    /// hence its bits. A pair of panels is finished (every depth block, every row) before
+    /// the next: its output columns stay in L1/L2 while the block's weights stream once.
     ///
     /// # Safety
     /// AVX-512F must be available; `data.len() == ceil(m / NR) * k * NR`,
     /// `a.len() == n * k`, `out.len() == n * m`, `k > 0`.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn f32_matmul_avx512(
+        data: &[f32],
+        k: usize,
+        m: usize,
+        a: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) {
+        f32_matmul_avx512_with::<MR_512, true>(data, k, m, a, n, out)
+    }
+
+    /// [`f32_matmul_avx512`] with the tile height and loop order as parameters (the timing
+    /// harness compares them): `PANEL_OUTER` false runs each depth block over every panel
+    /// before the next block (the order up to 0.1.x).
+    ///
+    /// # Safety
+    /// As [`f32_matmul_avx512`]; `MRV <= 14`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn f32_matmul_avx512_with<const MRV: usize, const PANEL_OUTER: bool>(
         data: &[f32],
         k: usize,
         m: usize,
@@ -1197,37 +1269,63 @@ mod x86 {
             }
         };
         let (a, out) = (a.as_ptr(), out.as_mut_ptr());
-        for k0 in (0..k).step_by(KC) {
+        const { assert!(MRV >= 1 && MRV <= 14) };
+        if n == 0 {
+            return;
+        }
+        // Rows split into tiles of near-equal height (64 rows: 13, 13, 13, 13, 12).
+        let tiles = n.div_ceil(MRV);
+        let (base, extra) = (n / tiles, n % tiles);
+        let block = |p: usize, k0: usize| {
             let kc = KC.min(k - k0);
+            let two = p + 1 < n_panels;
+            let b0 = data.as_ptr().add(p * k * NR + k0 * NR);
+            // With one panel left, the second operand is never read.
+            let b1 = if two { b0.add(k * NR) } else { b0 };
+            let (m0, m1) = (mask(p), if two { mask(p + 1) } else { 0 });
+            let mut i0 = 0;
+            for t in 0..tiles {
+                let rows = base + usize::from(t < extra);
+                let o = out.add(i0 * m + p * NR);
+                let a_tile = a.add(i0 * k + k0);
+                macro_rules! go {
+                    ($r:literal) => {
+                        if two {
+                            f32_kernel_512::<$r, 2>(a_tile, k, [b0, b1], kc, o, m, [m0, m1])
+                        } else {
+                            f32_kernel_512::<$r, 1>(a_tile, k, [b0, b1], kc, o, m, [m0, m1])
+                        }
+                    };
+                }
+                match rows {
+                    14 => go!(14),
+                    13 => go!(13),
+                    12 => go!(12),
+                    11 => go!(11),
+                    10 => go!(10),
+                    9 => go!(9),
+                    8 => go!(8),
+                    7 => go!(7),
+                    6 => go!(6),
+                    5 => go!(5),
+                    4 => go!(4),
+                    3 => go!(3),
+                    2 => go!(2),
+                    _ => go!(1),
+                }
+                i0 += rows;
+            }
+        };
+        if PANEL_OUTER {
             for p in (0..n_panels).step_by(2) {
-                let two = p + 1 < n_panels;
-                let b0 = data.as_ptr().add(p * k * NR + k0 * NR);
-                // With one panel left, the second operand is never read.
-                let b1 = if two { b0.add(k * NR) } else { b0 };
-                let (m0, m1) = (mask(p), if two { mask(p + 1) } else { 0 });
-                for i0 in (0..n).step_by(MR_512) {
-                    let rows = MR_512.min(n - i0);
-                    let a_tile = a.add(i0 * k + k0);
-                    let o = out.add(i0 * m + p * NR);
-                    macro_rules! go {
-                        ($r:literal) => {
-                            if two {
-                                f32_kernel_512::<$r, 2>(a_tile, k, [b0, b1], kc, o, m, [m0, m1])
-                            } else {
-                                f32_kernel_512::<$r, 1>(a_tile, k, [b0, b1], kc, o, m, [m0, m1])
-                            }
-                        };
-                    }
-                    match rows {
-                        8 => go!(8),
-                        7 => go!(7),
-                        6 => go!(6),
-                        5 => go!(5),
-                        4 => go!(4),
-                        3 => go!(3),
-                        2 => go!(2),
-                        _ => go!(1),
-                    }
+                for k0 in (0..k).step_by(KC) {
+                    block(p, k0);
+                }
+            }
+        } else {
+            for k0 in (0..k).step_by(KC) {
+                for p in (0..n_panels).step_by(2) {
+                    block(p, k0);
                 }
             }
         }
@@ -1412,7 +1510,7 @@ mod tests {
     /// Sizes around every tile edge: rows around 4/6/8 (int8, float32 AVX2, AVX-512
     /// micro-tiles), depth around 4 and KC = 256, columns around 16 and 32 (one and two
     /// panels), and the odd sizes of real layers.
-    const ROWS: [usize; 14] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17, 31, 33, 64];
+    const ROWS: [usize; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 14, 15, 17, 31, 33, 64];
     const DEPTHS: [usize; 14] = [1, 3, 4, 15, 16, 17, 31, 63, 64, 129, 255, 256, 257, 385];
     const COLS: [usize; 13] = [1, 3, 15, 16, 17, 31, 32, 33, 47, 63, 65, 127, 385];
 
@@ -1685,7 +1783,11 @@ mod tests {
             (Some(Amx), true, amx, k(Portable, Portable), true),
         ] {
             let (got, warnings) = choose_kernels(requested, no_simd, cpu);
-            assert_eq!((got.float32, got.int8), want, "{requested:?} no_simd={no_simd} {cpu:?}");
+            assert_eq!(
+                (got.float32, got.int8),
+                want,
+                "{requested:?} no_simd={no_simd} {cpu:?}"
+            );
             assert_eq!(
                 !warnings.is_empty(),
                 warns,
@@ -1708,13 +1810,31 @@ mod tests {
             (None, amx, Amx),
             (None, amx_refused, Portable),
             (None, zen4, Avx512),
-            (None, CpuFeatures { avx512bf16: true, ..amx }, Amx),
-            (Some(Avx512), CpuFeatures { avx512bf16: true, ..amx }, Avx512),
+            (
+                None,
+                CpuFeatures {
+                    avx512bf16: true,
+                    ..amx
+                },
+                Amx,
+            ),
+            (
+                Some(Avx512),
+                CpuFeatures {
+                    avx512bf16: true,
+                    ..amx
+                },
+                Avx512,
+            ),
             (Some(Avx2), zen4, Portable),
             (None, avx2, Portable),
             (None, sapphire, Portable),
         ] {
-            assert_eq!(choose_kernels(requested, false, cpu).0.bf16, want, "{requested:?} {cpu:?}");
+            assert_eq!(
+                choose_kernels(requested, false, cpu).0.bf16,
+                want,
+                "{requested:?} {cpu:?}"
+            );
         }
         let (_, w) = choose_kernels(Some(Amx), false, amx_refused);
         assert!(
@@ -1793,6 +1913,46 @@ mod tests {
             )
         };
         println!("{n} rows, dense layers {dims:?}, median of {runs} runs, one thread");
+        #[cfg(target_arch = "x86_64")]
+        if crate::settings::env_flag("LUXICAL_TIME_VARIANTS") {
+            type V = unsafe fn(&[f32], usize, usize, &[f32], usize, &mut [f32]);
+            let variants: [(&str, V); 3] = [
+                (
+                    "avx512 8 rows, depth outer",
+                    x86::f32_matmul_avx512_with::<8, false>,
+                ),
+                (
+                    "avx512 14 rows, depth outer",
+                    x86::f32_matmul_avx512_with::<14, false>,
+                ),
+                (
+                    "avx512 14 rows, panels outer",
+                    x86::f32_matmul_avx512_with::<14, true>,
+                ),
+            ];
+            let mut times = vec![Vec::new(); variants.len()];
+            for _ in 0..runs {
+                for (i, (_, f)) in variants.iter().enumerate() {
+                    let t = std::time::Instant::now();
+                    let mut x = input.clone();
+                    for l in &f32_layers {
+                        let mut y = vec![0.0; n * l.out_dim];
+                        unsafe { f(l.packed(), l.in_dim, l.out_dim, &x, n, &mut y) };
+                        x = y;
+                    }
+                    times[i].push(t.elapsed().as_secs_f64());
+                }
+            }
+            for ((name, _), t) in variants.iter().zip(times) {
+                let t = median(t);
+                println!(
+                    "{name:>22}: {:7.2} ms {:6.1} GFLOP/s",
+                    t * 1e3,
+                    flops / t / 1e9
+                );
+            }
+            return;
+        }
         for kernel in f32_kernels() {
             let t = run(&|| {
                 let mut x = input.clone();
@@ -1831,7 +1991,11 @@ mod tests {
             .map(|(o, i, w)| PackedBf16::pack(w, *o, *i))
             .collect();
         let report = |what: &str, name: &str, t: f64| {
-            println!("{what} {name:>12}: {:8.2} ms  {:6.1} G(FL)OP/s", t * 1e3, flops / t / 1e9);
+            println!(
+                "{what} {name:>12}: {:8.2} ms  {:6.1} G(FL)OP/s",
+                t * 1e3,
+                flops / t / 1e9
+            );
         };
         for kernel in int8_kernels() {
             let t = time_reduced(kernel, &|i, x, y| {
@@ -1879,7 +2043,10 @@ mod tests {
         for &n in &ROWS {
             for &k in &DEPTHS {
                 for &m in &COLS {
-                    let a: Vec<f32> = lcg((n * 1000 + k) as u64 + 7, n * k).iter().map(|v| v.max(0.0)).collect();
+                    let a: Vec<f32> = lcg((n * 1000 + k) as u64 + 7, n * k)
+                        .iter()
+                        .map(|v| v.max(0.0))
+                        .collect();
                     let w = lcg((m * 1000 + k) as u64 + 11, m * k);
                     let packed = PackedBf16::pack(&w, m, k);
                     // Independent expectation: f64 sums of the bfloat16-rounded operands.
