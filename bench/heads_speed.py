@@ -34,11 +34,17 @@ def main() -> None:
     corpora, source = load_corpora()
     texts = corpora["short"][: args.docs]
     print(f"{len(texts)} short documents ({source}); luxical.cpu_info: {luxical.cpu_info()['float32_kernel']}")
-    print("| model | threads | embed only docs/s | embed + heads docs/s | ratio |")
-    print("|---|---|---|---|---|")
+    print("| model | heads | threads | embed only docs/s | embed + heads docs/s | ratio |")
+    print("|---|---|---|---|---|---|")
     for name, model in bench_models(luxical.Embedder.load(FIXTURE_MODEL)).items():
-        scored = model.with_heads(*curation_heads(model, corpora["short"][:2000]))
-        for threads in args.threads:
+        quality, topic, domains = curation_heads(model, corpora["short"][:2000])
+        sets = {
+            "quality + 40 centroids": [quality, domains],
+            "58-class probe": [topic],
+            "all three (99 outputs)": [quality, topic, domains],
+        }
+        for (label, heads), threads in ((s, t) for s in sets.items() for t in args.threads):
+            scored = model.with_heads(*heads)
             model(texts, num_threads=threads)
             scored(texts, num_threads=threads)  # warm-up
             off, on = [], []
@@ -50,7 +56,7 @@ def main() -> None:
                 scored(texts, num_threads=threads)
                 on.append(time.perf_counter() - t0)
             d_off, d_on = len(texts) / np.median(off), len(texts) / np.median(on)
-            print(f"| {name} {model.layer_dims} | {threads} | {d_off:,.0f} | {d_on:,.0f} | {d_on / d_off:.1%} |", flush=True)
+            print(f"| {name} {model.layer_dims} | {label} | {threads} | {d_off:,.0f} | {d_on:,.0f} | {d_on / d_off:.1%} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,8 @@ class Model:
         num_threads: int | None = None,
         max_tokens: int | None = ...,
         heads: Heads | None = None,
-        head_out: npt.NDArray[np.float64] | None = None,
+        head_out: npt.NDArray[np.float32] | None = None,
+        head_start: int = 0,
     ) -> None: ...
     def embed_utf8(
         self,
@@ -83,7 +84,8 @@ class Model:
         num_threads: int | None = None,
         max_tokens: int | None = ...,
         heads: Heads | None = None,
-        head_out: npt.NDArray[np.float64] | None = None,
+        head_out: npt.NDArray[np.float32] | None = None,
+        head_start: int = 0,
     ) -> None: ...
     def tokenize(
         self, texts: list[str], num_threads: int | None = None, max_tokens: int | None = ...

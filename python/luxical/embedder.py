@@ -572,20 +572,20 @@ class Embedder:
             )
         # Without embeddings: one batch-sized buffer, reused.
         scratch = None if embeddings else np.empty((min(batch_size, n), self.dim), dtype=np.float32)
-        head_out = None if heads is None else np.empty((n, heads.n_outputs), dtype=np.float64)
+        # One row per head column (float32, filled batch by batch): the columns returned.
+        head_out = None if heads is None else np.empty((heads.n_outputs, n), dtype=np.float32)
         bar = _progress_bar(n, progress)
         try:
             for start in range(0, n, batch_size):
                 end = min(start + batch_size, n)
                 batch = _inputs.slice_prepared(prepared, start, end)
                 target = out[start:end] if out is not None else scratch[: end - start]  # type: ignore[index]
-                head_target = None if head_out is None else head_out[start:end]
                 try:
                     if isinstance(batch, list):
-                        self._native.embed(batch, target, num_threads, max_tokens, heads, head_target)
+                        self._native.embed(batch, target, num_threads, max_tokens, heads, head_out, start)
                     else:
                         self._native.embed_utf8(
-                            batch[0], batch[1], target, num_threads, max_tokens, heads, head_target
+                            batch[0], batch[1], target, num_threads, max_tokens, heads, head_out, start
                         )
                 except (TypeError, ValueError) as exc:
                     raise _reindex(exc, start) from None

@@ -718,14 +718,12 @@ def native_heads(heads: Sequence[Head]) -> Any:
 
 
 def columns_from_native(heads: Sequence[Head], values: np.ndarray) -> dict[str, np.ndarray]:
-    """Splits the runtime's ``(n, n_outputs)`` float64 output into named columns: scores
-    and cosines float32, ids int32."""
-    # One pass over the (n, n_outputs) block: transposed copies, then each column a row.
-    as_float = np.ascontiguousarray(values.T, dtype=np.float32)
+    """Names the runtime's ``(n_outputs, n)`` float32 output, one row per column: scores
+    and cosines float32 (views of the rows), ids int32 (exact: ids stay below 2**24)."""
     out: dict[str, np.ndarray] = {}
     col = 0
     for h in heads:
         for c in h.columns:
-            out[c] = values[:, col].astype(np.int32) if c.endswith("_id") and isinstance(h, CentroidHead) else as_float[col]
+            out[c] = values[col].astype(np.int32) if c.endswith("_id") and isinstance(h, CentroidHead) else values[col]
             col += 1
     return out

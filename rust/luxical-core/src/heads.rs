@@ -6,14 +6,16 @@
 //! writes its output columns as f64. All of a head's arithmetic is f64 (weights converted
 //! once at construction; products of float32 values are exact in f64), so its outputs
 //! agree with float64 numpy on the returned embeddings to f64 rounding, far below 1e-6.
-//! The dot products run 8 lanes wide in a fixed order, without FMA, so every kernel
-//! (portable, AVX2, AVX-512: chosen like the network's, `gemm::kernels`) gives the same
-//! bits.
+//! The dot products run 8 lanes wide in a fixed order, so every kernel (portable, AVX2,
+//! AVX-512: chosen like the network's, `gemm::kernels`) gives the same bits; the SIMD
+//! kernels fuse multiply and add only where the products are exact (layers that read the
+//! float32 embedding), where fusing cannot change a bit.
 //!
 //! Output columns per head, in order:
 //! - linear / MLP: one score per output (after the activation);
 //! - centroid: nearest centroid id, its cosine, and the coarse id when a fine → coarse
-//!   map is given. Ids are written as f64 (exact below 2^53); ties go to the lowest id.
+//!   map is given; ties go to the lowest id. Ids are written as f64 here and reach the
+//!   caller as float32 columns (`model::HeadOut`), exact because ids stay below 2^24.
 
 use crate::error::{Error, Result};
 use crate::gemm::{kernels, Kernel};
@@ -43,14 +45,65 @@ impl Activation {
     }
 }
 
+/// Weight rows of a product tile; weight matrices are stored padded to a multiple of it.
+const TW: usize = 3;
+/// Documents of a product tile; inputs are padded to a multiple of it.
+const TD: usize = 8;
+/// Lanes of a dot product; inner dimensions are padded to a multiple of it (zeros).
+const LANES: usize = 8;
+/// Weight rows per block: a block (96 rows of 384 f64: 288 KB) stays in L2 while every
+/// document tile of the chunk passes over it, so a head of thousands of centroids is read
+/// from memory once per chunk, not once per tile.
+const WB: usize = 32 * TW;
+
+fn pad(x: usize, to: usize) -> usize {
+    x.div_ceil(to) * to
+}
+
+/// `[rows, cols]` f64 values stored as `[pad(rows, TW), pad(cols, LANES)]`, zeros in the
+/// padding: the layout [`products`] reads.
+#[derive(Debug, Clone)]
+struct Padded {
+    rows: usize,
+    cols: usize,
+    data: Vec<f64>,
+}
+
+impl Padded {
+    fn new(values: &[f32], rows: usize, cols: usize) -> Self {
+        let stride = pad(cols, LANES);
+        let mut data = vec![0.0; pad(rows, TW) * stride];
+        for (dst, src) in data.chunks_exact_mut(stride).zip(values.chunks_exact(cols)) {
+            dst[..cols]
+                .iter_mut()
+                .zip(src)
+                .for_each(|(d, &s)| *d = s as f64);
+        }
+        Self { rows, cols, data }
+    }
+
+    /// Values per stored row.
+    fn stride(&self) -> usize {
+        pad(self.cols, LANES)
+    }
+
+    /// Stored rows.
+    fn padded_rows(&self) -> usize {
+        pad(self.rows, TW)
+    }
+}
+
 /// One affine layer of a head: `x · Wᵀ + b`, in f64.
 #[derive(Debug, Clone)]
 struct Affine {
     out_dim: usize,
-    in_dim: usize,
-    /// `[out_dim, in_dim]` row-major.
-    weights: Vec<f64>,
+    /// `[out_dim, in_dim]`.
+    weights: Padded,
     bias: Vec<f64>,
+    /// Whether the layer's inputs are float32 values (the embedding): then every product
+    /// of an input and a weight is exact in f64, and FMA gives the same bits as a
+    /// multiply then an add.
+    exact: bool,
 }
 
 impl Affine {
@@ -60,6 +113,7 @@ impl Affine {
         bias: &[f32],
         out_dim: usize,
         in_dim: usize,
+        exact: bool,
     ) -> Result<Self> {
         if out_dim == 0 || in_dim == 0 {
             return Err(Error::InvalidArgument(format!(
@@ -82,226 +136,199 @@ impl Affine {
         check_finite(what, "bias", bias)?;
         Ok(Self {
             out_dim,
-            in_dim,
-            weights: weights_out_in.iter().map(|&w| w as f64).collect(),
+            weights: Padded::new(weights_out_in, out_dim, in_dim),
             bias: bias.iter().map(|&b| b as f64).collect(),
+            exact,
         })
     }
 }
 
-/// `out[r, j] = Σ_i x[r, i] · w[j, i]` for `n` rows, with the kernel chosen for this
-/// process (all give identical bits).
-fn products(x: &[f64], n: usize, w: &[f64], m: usize, d: usize, out: &mut [f64]) {
-    assert!(x.len() >= n * d && w.len() == m * d && out.len() >= n * m);
+/// `out[r, j] = Σ_i x[r, i] · w[j, i]` for `n` rows (a multiple of [`TD`]) of `x [n,
+/// w.stride()]` and every stored row of `w`, into `out [n, w.padded_rows()]`, with the
+/// kernel chosen for this process. Every kernel sums each product into lane `i % 8` in
+/// order and reduces the lanes in one fixed order, so all give the same bits: the SIMD
+/// kernels use FMA only when `exact` (products exact in f64, so fused or not is the same).
+fn products(x: &[f64], n: usize, w: &Padded, exact: bool, out: &mut [f64]) {
+    let (d, m) = (w.stride(), w.padded_rows());
+    assert!(n.is_multiple_of(TD) && x.len() >= n * d && out.len() >= n * m);
     #[cfg(target_arch = "x86_64")]
     {
-        match kernels().float32 {
-            // SAFETY: `kernels()` only chooses a kernel this CPU has.
-            // The float32 kernel is never AMX (no float tiles); AVX-512F is under it.
-            Kernel::Avx512 | Kernel::Amx => return unsafe { products_avx512(x, n, w, m, d, out) },
-            Kernel::Avx2 => return unsafe { products_avx2(x, n, w, m, d, out) },
-            Kernel::Portable => {}
+        let (x, wp, o) = (x.as_ptr(), w.data.as_ptr(), out.as_mut_ptr());
+        // SAFETY: `kernels()` only chooses a kernel this CPU has (the float32 kernel is
+        // never AMX without AVX-512F under it); `tiles` only names tiles inside the
+        // asserted sizes.
+        match (kernels().float32, exact) {
+            (Kernel::Avx512 | Kernel::Amx, true) => {
+                return tiles(n, m, |r, j| unsafe {
+                    tile_avx512::<true>(x.add(r * d), wp.add(j * d), d, o.add(r * m + j), m)
+                })
+            }
+            (Kernel::Avx512 | Kernel::Amx, false) => {
+                return tiles(n, m, |r, j| unsafe {
+                    tile_avx512::<false>(x.add(r * d), wp.add(j * d), d, o.add(r * m + j), m)
+                })
+            }
+            (Kernel::Avx2, true) => {
+                return tiles(n, m, |r, j| unsafe {
+                    tile_avx2::<true>(x.add(r * d), wp.add(j * d), d, o.add(r * m + j), m)
+                })
+            }
+            (Kernel::Avx2, false) => {
+                return tiles(n, m, |r, j| unsafe {
+                    tile_avx2::<false>(x.add(r * d), wp.add(j * d), d, o.add(r * m + j), m)
+                })
+            }
+            (Kernel::Portable, _) => {}
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (kernels, Kernel::Portable);
-    products_body(x, n, w, m, d, out)
+    products_portable(x, n, &w.data, m, d, out)
 }
 
-/// [`products_body`] with AVX-512F: the same per-lane mul then add (no FMA) and the same
-/// tail and reduction, so the same bits. Tiles of 4 weight rows x 4 documents (16
-/// accumulators) load each input once per 16 products.
+/// Calls `tile(r, j)` for every tile of [`TD`] documents × [`TW`] weight rows: weight
+/// blocks of [`WB`] rows outer, documents inner.
+#[inline(always)]
+fn tiles(n: usize, m: usize, mut tile: impl FnMut(usize, usize)) {
+    for j0 in (0..m).step_by(WB) {
+        let j1 = (j0 + WB).min(m);
+        for r in (0..n).step_by(TD) {
+            for j in (j0..j1).step_by(TW) {
+                tile(r, j);
+            }
+        }
+    }
+}
+
+/// The portable kernel, the definition the others reproduce: [`dot`] per output.
+fn products_portable(x: &[f64], n: usize, w: &[f64], m: usize, d: usize, out: &mut [f64]) {
+    tiles(n, m, |r, j| {
+        for i in r..r + TD {
+            let row = &x[i * d..(i + 1) * d];
+            for q in j..j + TW {
+                out[i * m + q] = dot(row, &w[q * d..(q + 1) * d]);
+            }
+        }
+    })
+}
+
+/// One tile with AVX-512F: 8 documents × 3 weight rows, 24 accumulators of 8 lanes;
+/// `FMA` fuses each multiply-add (only for exact products).
 ///
 /// # Safety
-/// The CPU has AVX-512F; `x` holds `n * d`, `w` `m * d` and `out` `n * m` values.
+/// The CPU has AVX-512F; `x` holds 8 rows and `w` 3 rows of `d` (a multiple of 8)
+/// values; `out` is writable at `i * ldo + q` for `i < 8`, `q < 3`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn products_avx512(x: &[f64], n: usize, w: &[f64], m: usize, d: usize, out: &mut [f64]) {
+// Indexed loops over the register block: each index names a register (unrolled).
+#[allow(clippy::needless_range_loop)]
+unsafe fn tile_avx512<const FMA: bool>(
+    x: *const f64,
+    w: *const f64,
+    d: usize,
+    out: *mut f64,
+    ldo: usize,
+) {
     use std::arch::x86_64::*;
-    assert!(x.len() >= n * d && w.len() >= m * d && out.len() >= n * m);
-    let full = d / 8 * 8;
-    let finish = |acc: __m512d, row: *const f64, wrow: *const f64| {
-        let mut lanes = [0.0f64; 8];
-        _mm512_storeu_pd(lanes.as_mut_ptr(), acc);
-        for (l, k) in (full..d).enumerate() {
-            lanes[l] += *row.add(k) * *wrow.add(k);
-        }
-        reduce(&lanes)
-    };
-    let row = |r: usize| x.as_ptr().add(r * d);
-    let wrow = |j: usize| w.as_ptr().add(j * d);
-    let mut j = 0;
-    while j + 4 <= m {
-        let wq = [0, 1, 2, 3].map(|q| wrow(j + q));
-        let mut r = 0;
-        while r + 4 <= n {
-            let rows = [0, 1, 2, 3].map(|i| row(r + i));
-            let mut acc = [[_mm512_setzero_pd(); 4]; 4];
-            let mut k = 0;
-            while k < full {
-                let wv = wq.map(|p| _mm512_loadu_pd(p.add(k)));
-                for i in 0..4 {
-                    let xv = _mm512_loadu_pd(rows[i].add(k));
-                    for q in 0..4 {
-                        acc[i][q] = _mm512_add_pd(acc[i][q], _mm512_mul_pd(xv, wv[q]));
-                    }
-                }
-                k += 8;
-            }
-            for i in 0..4 {
-                for q in 0..4 {
-                    out[(r + i) * m + j + q] = finish(acc[i][q], rows[i], wq[q]);
-                }
-            }
-            r += 4;
-        }
-        for r in r..n {
-            for (q, &wp) in wq.iter().enumerate() {
-                out[r * m + j + q] = avx512_dot(row(r), wp, full, &finish);
-            }
-        }
-        j += 4;
-    }
-    for j in j..m {
-        for r in 0..n {
-            out[r * m + j] = avx512_dot(row(r), wrow(j), full, &finish);
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn avx512_dot(
-    row: *const f64,
-    wp: *const f64,
-    full: usize,
-    finish: &impl Fn(std::arch::x86_64::__m512d, *const f64, *const f64) -> f64,
-) -> f64 {
-    use std::arch::x86_64::*;
-    let mut acc = _mm512_setzero_pd();
+    let mut acc = [[_mm512_setzero_pd(); TW]; TD];
     let mut k = 0;
-    while k < full {
-        acc = _mm512_add_pd(
-            acc,
-            _mm512_mul_pd(_mm512_loadu_pd(row.add(k)), _mm512_loadu_pd(wp.add(k))),
-        );
-        k += 8;
+    while k < d {
+        let mut wv = [_mm512_setzero_pd(); TW];
+        for q in 0..TW {
+            wv[q] = _mm512_loadu_pd(w.add(q * d + k));
+        }
+        for i in 0..TD {
+            let xv = _mm512_loadu_pd(x.add(i * d + k));
+            for q in 0..TW {
+                acc[i][q] = if FMA {
+                    _mm512_fmadd_pd(xv, wv[q], acc[i][q])
+                } else {
+                    _mm512_add_pd(acc[i][q], _mm512_mul_pd(xv, wv[q]))
+                };
+            }
+        }
+        k += LANES;
     }
-    finish(acc, row, wp)
+    for i in 0..TD {
+        for q in 0..TW {
+            *out.add(i * ldo + q) = reduce8(acc[i][q]);
+        }
+    }
 }
 
-/// [`products_body`] with AVX2: lanes 0-3 and 4-7 in two registers, otherwise as
-/// [`products_avx512`].
-///
-/// # Safety
-/// The CPU has AVX2; sizes as [`products_avx512`].
+/// [`reduce`] of a register's 8 lanes, in 512-bit operations only: 256- and 128-bit ones
+/// would need AVX-512VL to reach registers 16-31, and without them the accumulators of
+/// [`tile_avx512`] would spill.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn reduce8(v: std::arch::x86_64::__m512d) -> f64 {
+    use std::arch::x86_64::*;
+    // Lanes 0-3: l0+l4, l1+l5, l2+l6, l3+l7.
+    let s = _mm512_add_pd(v, _mm512_shuffle_f64x2::<0b0000_1110>(v, v));
+    // Lanes 0-1: (l0+l4)+(l2+l6), (l1+l5)+(l3+l7).
+    let s = _mm512_add_pd(s, _mm512_shuffle_f64x2::<0b0000_0001>(s, s));
+    // Lane 0: their sum.
+    _mm512_cvtsd_f64(_mm512_add_pd(s, _mm512_permute_pd::<0b0000_0001>(s)))
+}
+
+/// `((s0 + s2) + (s1 + s3))` of `(s0, s1, s2, s3) = (l0+l4, l1+l5, l2+l6, l3+l7)`:
+/// [`reduce`]'s grouping.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn products_avx2(x: &[f64], n: usize, w: &[f64], m: usize, d: usize, out: &mut [f64]) {
+#[inline]
+unsafe fn reduce4(s4: std::arch::x86_64::__m256d) -> f64 {
     use std::arch::x86_64::*;
-    assert!(x.len() >= n * d && w.len() >= m * d && out.len() >= n * m);
-    let full = d / 8 * 8;
-    let finish = |acc: [__m256d; 2], row: *const f64, wj: &[f64]| {
-        let mut lanes = [0.0f64; 8];
-        _mm256_storeu_pd(lanes.as_mut_ptr(), acc[0]);
-        _mm256_storeu_pd(lanes.as_mut_ptr().add(4), acc[1]);
-        for (l, k) in (full..d).enumerate() {
-            lanes[l] += *row.add(k) * wj[k];
-        }
-        reduce(&lanes)
-    };
-    for (j, wj) in w.chunks_exact(d).take(m).enumerate() {
-        let wp = wj.as_ptr();
-        let mut r = 0;
-        while r + 4 <= n {
-            let rows = [0, 1, 2, 3].map(|i| x.as_ptr().add((r + i) * d));
-            let mut acc = [[_mm256_setzero_pd(); 2]; 4];
-            let mut k = 0;
-            while k < full {
-                let (w0, w1) = (_mm256_loadu_pd(wp.add(k)), _mm256_loadu_pd(wp.add(k + 4)));
-                for i in 0..4 {
-                    let (x0, x1) = (
-                        _mm256_loadu_pd(rows[i].add(k)),
-                        _mm256_loadu_pd(rows[i].add(k + 4)),
-                    );
-                    acc[i][0] = _mm256_add_pd(acc[i][0], _mm256_mul_pd(x0, w0));
-                    acc[i][1] = _mm256_add_pd(acc[i][1], _mm256_mul_pd(x1, w1));
-                }
-                k += 8;
-            }
-            for i in 0..4 {
-                out[(r + i) * m + j] = finish(acc[i], rows[i], wj);
-            }
-            r += 4;
-        }
-        for r in r..n {
-            let row = x.as_ptr().add(r * d);
-            let mut acc = [_mm256_setzero_pd(); 2];
-            let mut k = 0;
-            while k < full {
-                for (h, a) in acc.iter_mut().enumerate() {
-                    let kk = k + 4 * h;
-                    *a = _mm256_add_pd(
-                        *a,
-                        _mm256_mul_pd(_mm256_loadu_pd(row.add(kk)), _mm256_loadu_pd(wp.add(kk))),
-                    );
-                }
-                k += 8;
-            }
-            out[r * m + j] = finish(acc, row, wj);
-        }
-    }
+    let s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd::<1>(s4));
+    _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)))
 }
 
-/// Weight row outer, documents inner, four documents at a time: each weight row is read
-/// once per chunk (a 5000-centroid head is megabytes; the chunk's inputs stay in cache),
-/// and four independent accumulator chains hide the latency of the adds. Each dot product
-/// sums in the same order as [`dot`], so the grouping never changes a result.
-#[inline(always)]
-fn products_body(x: &[f64], n: usize, w: &[f64], m: usize, d: usize, out: &mut [f64]) {
-    for (j, wj) in w.chunks_exact(d).enumerate() {
-        let mut r = 0;
-        while r + 4 <= n {
-            let rows = [
-                &x[r * d..(r + 1) * d],
-                &x[(r + 1) * d..(r + 2) * d],
-                &x[(r + 2) * d..(r + 3) * d],
-                &x[(r + 3) * d..(r + 4) * d],
-            ];
-            let dots = dot4(rows, wj);
-            for (i, v) in dots.into_iter().enumerate() {
-                out[(r + i) * m + j] = v;
+/// One tile with AVX2: as [`tile_avx512`], two documents at a time (12 accumulators of
+/// 4 lanes: lanes 0-3 and 4-7 of each dot).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; sizes as [`tile_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn tile_avx2<const FMA: bool>(
+    x: *const f64,
+    w: *const f64,
+    d: usize,
+    out: *mut f64,
+    ldo: usize,
+) {
+    use std::arch::x86_64::*;
+    for i0 in (0..TD).step_by(2) {
+        let mut acc = [[[_mm256_setzero_pd(); 2]; TW]; 2];
+        let mut k = 0;
+        while k < d {
+            for h in 0..2 {
+                let kk = k + 4 * h;
+                let mut wv = [_mm256_setzero_pd(); TW];
+                for q in 0..TW {
+                    wv[q] = _mm256_loadu_pd(w.add(q * d + kk));
+                }
+                for i in 0..2 {
+                    let xv = _mm256_loadu_pd(x.add((i0 + i) * d + kk));
+                    for q in 0..TW {
+                        acc[i][q][h] = if FMA {
+                            _mm256_fmadd_pd(xv, wv[q], acc[i][q][h])
+                        } else {
+                            _mm256_add_pd(acc[i][q][h], _mm256_mul_pd(xv, wv[q]))
+                        };
+                    }
+                }
             }
-            r += 4;
+            k += LANES;
         }
-        for r in r..n {
-            out[r * m + j] = dot(&x[r * d..(r + 1) * d], wj);
-        }
-    }
-}
-
-/// Four [`dot`]s against one weight row, bit-identical to four calls of it.
-#[inline(always)]
-fn dot4(a: [&[f64]; 4], b: &[f64]) -> [f64; 4] {
-    let mut lanes = [[0.0f64; 8]; 4];
-    let full = b.len() / 8 * 8;
-    let mut k = 0;
-    while k < full {
-        let y = &b[k..k + 8];
-        for (acc, x) in lanes.iter_mut().zip(&a) {
-            let x = &x[k..k + 8];
-            for l in 0..8 {
-                acc[l] += x[l] * y[l];
+        for i in 0..2 {
+            for q in 0..TW {
+                let [lo, hi] = acc[i][q];
+                *out.add((i0 + i) * ldo + q) = reduce4(_mm256_add_pd(lo, hi));
             }
         }
-        k += 8;
     }
-    for (acc, x) in lanes.iter_mut().zip(&a) {
-        for (l, (xv, yv)) in x[full..].iter().zip(&b[full..]).enumerate() {
-            acc[l] += xv * yv;
-        }
-    }
-    lanes.map(|l| reduce(&l))
 }
 
 /// `Σ a[i]·b[i]` in 8 lanes then a fixed pairwise sum: the same bits on every target
@@ -347,8 +374,8 @@ enum Kind {
         activation: Activation,
     },
     Centroid {
-        /// `[k, dim]` row-major.
-        centroids: Vec<f64>,
+        /// `[k, dim]`.
+        centroids: Padded,
         k: usize,
         /// `1 / ‖c‖` per centroid, so the cosine of a unit embedding is `e·c / ‖c‖`.
         inv_norms: Vec<f64>,
@@ -390,7 +417,15 @@ impl Head {
                     i.saturating_sub(1)
                 )));
             }
-            affine.push(Affine::new(&format!("layer {i}"), w, b, out_dim, in_dim)?);
+            // The first layer reads the float32 embedding: exact products.
+            affine.push(Affine::new(
+                &format!("layer {i}"),
+                w,
+                b,
+                out_dim,
+                in_dim,
+                i == 0,
+            )?);
             prev_out = out_dim;
         }
         Ok(Self {
@@ -431,7 +466,19 @@ impl Head {
             }
             inv_norms.push(1.0 / norm);
         }
+        // Ids reach callers as float32 columns (`model::HeadOut`): exact up to 2^24.
+        const MAX_ID: usize = 1 << 24;
+        if k > MAX_ID {
+            return Err(Error::InvalidArgument(format!(
+                "{k} centroids: at most {MAX_ID} are supported"
+            )));
+        }
         if let Some(map) = &coarse {
+            if let Some(&big) = map.iter().find(|&&c| c as usize > MAX_ID) {
+                return Err(Error::InvalidArgument(format!(
+                    "coarse map holds id {big}: at most {MAX_ID} is supported"
+                )));
+            }
             if map.len() != k {
                 return Err(Error::InvalidArgument(format!(
                     "coarse map has {} entries, expected {k} (one per centroid)",
@@ -441,7 +488,7 @@ impl Head {
         }
         Ok(Self {
             kind: Kind::Centroid {
-                centroids: centroids.iter().map(|&c| c as f64).collect(),
+                centroids: Padded::new(centroids, k, dim),
                 k,
                 inv_norms,
                 coarse,
@@ -463,16 +510,9 @@ impl Head {
         }
     }
 
-    /// Widest intermediate (sizes scratch).
-    fn max_width(&self) -> usize {
-        match &self.kind {
-            Kind::Mlp { layers, .. } => layers.iter().map(|l| l.out_dim).max().unwrap_or(0),
-            Kind::Centroid { k, .. } => *k,
-        }
-    }
-
-    /// Applies the head to `n` embeddings `emb [n, in_dim]` (already f64), writing column
-    /// `col..col + n_outputs()` of `out [n, stride]`.
+    /// Applies the head to `n` embeddings held in `emb [pad(n, TD), pad(in_dim, LANES)]`
+    /// (f64, zeros in the padding), writing columns `col..col + n_outputs()` of `out [n,
+    /// stride]`.
     fn apply(
         &self,
         emb: &[f64],
@@ -482,34 +522,42 @@ impl Head {
         col: usize,
         s: &mut HeadScratch,
     ) {
+        let rows = pad(n, TD);
         match &self.kind {
             Kind::Mlp { layers, activation } => {
                 let last = layers.len() - 1;
                 for (i, layer) in layers.iter().enumerate() {
-                    let m = layer.out_dim;
-                    s.b.resize(n * m, 0.0);
-                    {
-                        let input: &[f64] = if i == 0 {
-                            emb
-                        } else {
-                            &s.a[..n * layer.in_dim]
-                        };
-                        products(input, n, &layer.weights, m, layer.in_dim, &mut s.b[..n * m]);
-                    }
-                    for r in 0..n {
-                        let row = &mut s.b[r * m..(r + 1) * m];
-                        for (x, &b) in row.iter_mut().zip(&layer.bias) {
-                            *x += b;
-                            if i != last {
-                                *x = x.max(0.0);
+                    let m = layer.weights.padded_rows();
+                    s.b.resize(rows * m, 0.0);
+                    let input: &[f64] = if i == 0 { emb } else { &s.a };
+                    products(
+                        input,
+                        rows,
+                        &layer.weights,
+                        layer.exact,
+                        &mut s.b[..rows * m],
+                    );
+                    let width = layer.out_dim;
+                    if i == last {
+                        for r in 0..n {
+                            let o = &mut out[r * stride + col..r * stride + col + width];
+                            for ((o, &v), &b) in o.iter_mut().zip(&s.b[r * m..]).zip(&layer.bias) {
+                                *o = v + b;
                             }
+                            activate(o, *activation);
                         }
-                        if i == last {
-                            activate(row, *activation);
-                            out[r * stride + col..r * stride + col + m].copy_from_slice(row);
+                    } else {
+                        // The next layer's input: ReLU(x + b), zeros in the padding.
+                        let next = pad(width, LANES);
+                        s.a.resize(rows * next, 0.0);
+                        for (r, row) in s.a.chunks_exact_mut(next).enumerate() {
+                            let (a, padding) = row.split_at_mut(width);
+                            for ((a, &v), &b) in a.iter_mut().zip(&s.b[r * m..]).zip(&layer.bias) {
+                                *a = (v + b).max(0.0);
+                            }
+                            padding.fill(0.0);
                         }
                     }
-                    std::mem::swap(&mut s.a, &mut s.b);
                 }
             }
             Kind::Centroid {
@@ -518,13 +566,12 @@ impl Head {
                 inv_norms,
                 coarse,
             } => {
-                let k = *k;
-                s.b.resize(n * k, 0.0);
-                products(emb, n, centroids, k, self.in_dim, &mut s.b[..n * k]);
+                let (k, m) = (*k, centroids.padded_rows());
+                s.b.resize(rows * m, 0.0);
+                products(emb, rows, centroids, true, &mut s.b[..rows * m]);
                 for r in 0..n {
                     let (mut best, mut best_cos) = (0usize, f64::NEG_INFINITY);
-                    for (j, (&dot, &inv)) in
-                        s.b[r * k..(r + 1) * k].iter().zip(inv_norms).enumerate()
+                    for (j, (&dot, &inv)) in s.b[r * m..r * m + k].iter().zip(inv_norms).enumerate()
                     {
                         let cos = dot * inv;
                         if cos > best_cos {
@@ -618,12 +665,23 @@ impl Heads {
         debug_assert_eq!(emb.len(), n * self.in_dim);
         let stride = self.n_outputs();
         debug_assert_eq!(out.len(), n * stride);
-        let widest = self.heads.iter().map(Head::max_width).max().unwrap_or(0);
-        s.a.reserve(n * widest);
-        s.b.reserve(n * widest);
+        if n == 0 || self.in_dim == 0 {
+            return;
+        }
+        // f64 copies of the embeddings, padded to whole tiles with zeros.
+        let d = pad(self.in_dim, LANES);
+        // Every value is written below (no zero-filling pass over the whole buffer).
         let mut emb64 = std::mem::take(&mut s.emb);
-        emb64.clear();
-        emb64.extend(emb.iter().map(|&v| v as f64));
+        emb64.resize(pad(n, TD) * d, 0.0);
+        let mut src = emb.chunks_exact(self.in_dim);
+        for dst in emb64.chunks_exact_mut(d) {
+            let (values, padding) = dst.split_at_mut(self.in_dim);
+            match src.next() {
+                Some(row) => values.iter_mut().zip(row).for_each(|(d, &v)| *d = v as f64),
+                None => values.fill(0.0),
+            }
+            padding.fill(0.0);
+        }
         let mut col = 0;
         for head in &self.heads {
             head.apply(&emb64, n, out, stride, col, s);
@@ -715,9 +773,36 @@ mod tests {
         assert!((out[4] - 1.0).abs() < 1e-7);
     }
 
+    /// `products` with a given kernel (None: portable).
+    fn products_with(kernel: Kernel, x: &[f64], n: usize, w: &Padded, exact: bool) -> Vec<f64> {
+        let (d, m) = (w.stride(), w.padded_rows());
+        let mut out = vec![f64::NAN; n * m];
+        match kernel {
+            Kernel::Portable => products_portable(x, n, &w.data, m, d, &mut out),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 | Kernel::Avx512 => {
+                let (xp, wp, o) = (x.as_ptr(), w.data.as_ptr(), out.as_mut_ptr());
+                let avx512 = kernel == Kernel::Avx512;
+                tiles(n, m, |r, j| unsafe {
+                    let (x, w, o) = (xp.add(r * d), wp.add(j * d), o.add(r * m + j));
+                    match (avx512, exact) {
+                        (true, true) => tile_avx512::<true>(x, w, d, o, m),
+                        (true, false) => tile_avx512::<false>(x, w, d, o, m),
+                        (false, true) => tile_avx2::<true>(x, w, d, o, m),
+                        (false, false) => tile_avx2::<false>(x, w, d, o, m),
+                    }
+                });
+            }
+            _ => unreachable!(),
+        }
+        out
+    }
+
     #[test]
     fn heads_products_identical_on_every_kernel() {
-        // odd sizes: lane tails, one output, one row
+        // Odd sizes (padding of rows, weight rows and lanes), one output, one row, more
+        // weight rows than a block; exact products (float32 inputs: FMA in the SIMD
+        // kernels) and inexact ones (hidden layers' f64 inputs: multiply then add).
         for &(n, m, d) in &[
             (1, 1, 1),
             (3, 5, 7),
@@ -726,44 +811,61 @@ mod tests {
             (5, 40, 64),
             (7, 3, 9),
             (9, 2, 8),
+            (17, 200, 33),
         ] {
-            let x: Vec<f64> = (0..n * d)
-                .map(|i| ((i * 7919 % 1000) as f64 - 500.0) / 317.0)
+            let w32: Vec<f32> = (0..m * d)
+                .map(|i| ((i * 104729 % 997) as f32 - 498.0) / 91.0)
                 .collect();
-            let w: Vec<f64> = (0..m * d)
-                .map(|i| ((i * 104729 % 997) as f64 - 498.0) / 91.0)
-                .collect();
-            let mut want = vec![0.0; n * m];
-            products_body(&x, n, &w, m, d, &mut want);
-            for r in 0..n {
-                for j in 0..m {
-                    let single = dot(&x[r * d..(r + 1) * d], &w[j * d..(j + 1) * d]);
-                    assert_eq!(
-                        want[r * m + j].to_bits(),
-                        single.to_bits(),
-                        "grouping changed a dot"
-                    );
+            let w = Padded::new(&w32, m, d);
+            let (dp, rows) = (w.stride(), pad(n, TD));
+            for exact in [true, false] {
+                let mut x = vec![0.0f64; rows * dp];
+                for r in 0..n {
+                    for i in 0..d {
+                        let v = ((r * d + i) * 7919 % 1000) as f64 - 500.0;
+                        // Exact: float32 values; otherwise f64 values no float32 equals.
+                        x[r * dp + i] = if exact {
+                            (v / 317.0) as f32 as f64
+                        } else {
+                            v / 317.0
+                        };
+                    }
                 }
-            }
-            for r in 0..n {
-                for j in 0..m {
-                    let exact: f64 = (0..d).map(|i| x[r * d + i] * w[j * d + i]).sum();
-                    let scale: f64 = (0..d).map(|i| (x[r * d + i] * w[j * d + i]).abs()).sum();
-                    assert!((want[r * m + j] - exact).abs() <= 1e-14 * scale.max(1.0));
+                let want = products_with(Kernel::Portable, &x, rows, &w, exact);
+                let mw = w.padded_rows();
+                for r in 0..n {
+                    for j in 0..m {
+                        let (xr, wj) = (&x[r * dp..r * dp + d], &w32[j * d..(j + 1) * d]);
+                        let single = dot(xr, &wj.iter().map(|&v| v as f64).collect::<Vec<_>>());
+                        assert_eq!(
+                            want[r * mw + j].to_bits(),
+                            single.to_bits(),
+                            "padding changed a dot"
+                        );
+                        let exact_sum: f64 = xr.iter().zip(wj).map(|(a, &b)| a * b as f64).sum();
+                        let scale: f64 =
+                            xr.iter().zip(wj).map(|(a, &b)| (a * b as f64).abs()).sum();
+                        assert!((want[r * mw + j] - exact_sum).abs() <= 1e-14 * scale.max(1.0));
+                    }
                 }
-            }
-            #[cfg(target_arch = "x86_64")]
-            {
-                let cpu = crate::gemm::CpuFeatures::detect();
-                if cpu.has_f32(Kernel::Avx2) {
-                    let mut got = vec![0.0; n * m];
-                    unsafe { products_avx2(&x, n, &w, m, d, &mut got) };
-                    assert_eq!(got, want, "avx2 {n}x{m}x{d}");
-                }
-                if cpu.has_f32(Kernel::Avx512) {
-                    let mut got = vec![0.0; n * m];
-                    unsafe { products_avx512(&x, n, &w, m, d, &mut got) };
-                    assert_eq!(got, want, "avx512 {n}x{m}x{d}");
+                #[cfg(target_arch = "x86_64")]
+                {
+                    let cpu = crate::gemm::CpuFeatures::detect();
+                    for kernel in [Kernel::Avx2, Kernel::Avx512] {
+                        if cpu.has_f32(kernel) {
+                            let got = products_with(kernel, &x, rows, &w, exact);
+                            for r in 0..n {
+                                for j in 0..m {
+                                    let (g, e) = (got[r * mw + j], want[r * mw + j]);
+                                    assert_eq!(
+                                        g.to_bits(),
+                                        e.to_bits(),
+                                        "{kernel:?} exact={exact} {n}x{m}x{d} [{r},{j}]"
+                                    );
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }

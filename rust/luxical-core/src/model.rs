@@ -76,6 +76,32 @@ struct Scratch {
     hidden: Vec<f32>,
     dense: Vec<f32>,
     heads: HeadScratch,
+    /// One chunk's head outputs, `[docs, n_outputs]` (f64, before the columns).
+    head_rows: Vec<f64>,
+}
+
+/// Where [`Model::embed_with_heads_into`] writes the heads' outputs: column-major float32,
+/// output `c` of text `i` at `data[c * stride + start + i]` (`data` holds `n_outputs`
+/// columns of `stride` values; a batch of texts fills `start..start + texts.len()` of
+/// each). Scores and cosines are rounded to float32; centroid ids are exact (below 2^24).
+pub struct HeadOut<'a> {
+    pub data: &'a mut [f32],
+    pub stride: usize,
+    pub start: usize,
+}
+
+/// The head columns' base pointer, shared by the chunks of one call (each writes only
+/// its own texts' values).
+#[derive(Clone, Copy)]
+struct ColumnsPtr(*mut f32);
+// SAFETY: see the one use in `embed_with_heads_into`: disjoint writes, no reads.
+unsafe impl Send for ColumnsPtr {}
+unsafe impl Sync for ColumnsPtr {}
+
+impl ColumnsPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
 }
 
 thread_local! {
@@ -333,7 +359,8 @@ impl Model {
     fn from_arrays(arrays: &HashMap<String, NpyArray>) -> Result<Self> {
         let n_layers = format::check_version_and_layers(arrays)?;
         let featurizer = featurizer_from_arrays(arrays)?;
-        let stored_f16 = format::get(arrays, &format!("{}0", format::LAYER_PREFIX))?.dtype == Dtype::F16;
+        let stored_f16 =
+            format::get(arrays, &format!("{}0", format::LAYER_PREFIX))?.dtype == Dtype::F16;
         let layers = (0..n_layers)
             .map(|i| {
                 let arr = format::get(arrays, &format!("{}{i}", format::LAYER_PREFIX))?;
@@ -538,13 +565,13 @@ impl Model {
     }
 
     /// Embeds `texts` into `out` (`[texts.len(), dim]`) and, with `heads`, applies them to
-    /// each chunk's embeddings right after computing them (still in cache), writing
-    /// `[texts.len(), heads.n_outputs()]` into the head buffer.
+    /// each chunk's embeddings right after computing them (still in cache), writing their
+    /// columns into the head output (see [`HeadOut`]).
     pub fn embed_with_heads_into(
         &self,
         texts: &[&str],
         out: &mut [f32],
-        heads: Option<(&Heads, &mut [f64])>,
+        heads: Option<(&Heads, HeadOut<'_>)>,
         opts: &RunOptions<'_>,
     ) -> Result<()> {
         let dim = self.dim();
@@ -564,11 +591,16 @@ impl Model {
                     )));
                 }
                 let cols = h.n_outputs();
-                if head_out.len() != texts.len() * cols {
+                if head_out.data.len() != cols * head_out.stride
+                    || head_out.start + texts.len() > head_out.stride
+                {
                     return Err(Error::InvalidArgument(format!(
-                        "head output buffer holds {} values, expected {} texts x {cols}",
-                        head_out.len(),
-                        texts.len()
+                        "head output buffer holds {} values in columns of {}, expected {cols} columns \
+                         with room for {} texts from {}",
+                        head_out.data.len(),
+                        head_out.stride,
+                        texts.len(),
+                        head_out.start
                     )));
                 }
                 Some((h, head_out, cols))
@@ -584,19 +616,42 @@ impl Model {
                     opts.check_cancelled()?;
                     with_scratch(|s| self.embed_chunk(chunk * CHUNK_DOCS, docs, out_chunk, s, opts))
                 }),
-            Some((h, head_out, cols)) => out
-                .par_chunks_mut(CHUNK_DOCS * dim)
-                .zip(head_out.par_chunks_mut(CHUNK_DOCS * cols))
-                .zip(texts.par_chunks(CHUNK_DOCS))
-                .enumerate()
-                .try_for_each(|(chunk, ((out_chunk, head_chunk), docs))| {
-                    opts.check_cancelled()?;
-                    with_scratch(|s| {
-                        self.embed_chunk(chunk * CHUNK_DOCS, docs, out_chunk, s, opts)?;
-                        h.apply(out_chunk, docs.len(), head_chunk, &mut s.heads);
-                        Ok(())
+            Some((h, head_out, cols)) => {
+                let (stride, start) = (head_out.stride, head_out.start);
+                let columns = ColumnsPtr(head_out.data.as_mut_ptr());
+                out.par_chunks_mut(CHUNK_DOCS * dim)
+                    .zip(texts.par_chunks(CHUNK_DOCS))
+                    .enumerate()
+                    .try_for_each(|(chunk, (out_chunk, docs))| {
+                        opts.check_cancelled()?;
+                        with_scratch(|s| {
+                            self.embed_chunk(chunk * CHUNK_DOCS, docs, out_chunk, s, opts)?;
+                            let n = docs.len();
+                            s.head_rows.resize(n * cols, 0.0);
+                            h.apply(out_chunk, n, &mut s.head_rows, &mut s.heads);
+                            let first = start + chunk * CHUNK_DOCS;
+                            for c in 0..cols {
+                                // SAFETY: `data` holds `cols` columns of `stride` values and
+                                // `start + texts.len() <= stride` (checked above), so
+                                // `c * stride + first + i` is inside it; chunks cover
+                                // disjoint ranges of texts, so no two threads write the
+                                // same value, and nothing reads `data` until all are done.
+                                let column = unsafe {
+                                    std::slice::from_raw_parts_mut(
+                                        columns.get().add(c * stride + first),
+                                        n,
+                                    )
+                                };
+                                for (o, row) in
+                                    column.iter_mut().zip(s.head_rows.chunks_exact(cols))
+                                {
+                                    *o = row[c] as f32;
+                                }
+                            }
+                            Ok(())
+                        })
                     })
-                }),
+            }
         })
     }
 
@@ -903,11 +958,18 @@ mod tests {
         ])
         .unwrap();
         let (mut emb, mut plain) = (vec![0.0; 400], vec![0.0; 400]);
-        let mut cols = vec![f64::NAN; 600];
+        // Three columns of 250 values, the texts at 30..230 of each: the rest untouched.
+        let (stride, start) = (250, 30);
+        let mut cols = vec![f32::NAN; 3 * stride];
+        let out = HeadOut {
+            data: &mut cols,
+            stride,
+            start,
+        };
         m.embed_with_heads_into(
             &texts,
             &mut emb,
-            Some((&heads, &mut cols)),
+            Some((&heads, out)),
             &RunOptions::threads(Some(2)),
         )
         .unwrap();
@@ -916,20 +978,48 @@ mod tests {
         assert_eq!(emb, plain);
         for (i, row) in emb.chunks_exact(2).enumerate() {
             let (x, y) = (row[0] as f64, row[1] as f64);
-            let c = &cols[i * 3..i * 3 + 3];
+            let c = [0, 1, 2].map(|c| cols[c * stride + start + i] as f64);
             assert!((c[0] - (2.0 * x - y + 0.5)).abs() < 1e-6, "row {i}: {c:?}");
             let want = if y > x { (1.0, y) } else { (0.0, x) };
             assert_eq!(c[1], want.0, "row {i}");
             assert!((c[2] - want.1).abs() < 1e-7, "row {i}");
         }
-        let wrong =
-            Heads::new(vec![Head::centroid(&[1.0, 0.0, 0.0], 1, 3, None).unwrap()]).unwrap();
-        let mut cols = vec![0.0; 200];
+        for c in 0..3 {
+            let column = &cols[c * stride..(c + 1) * stride];
+            assert!(column[..start]
+                .iter()
+                .chain(&column[start + 200..])
+                .all(|v| v.is_nan()));
+        }
+        // A buffer without room for the texts is refused, not written past.
+        let mut short = vec![0.0f32; 3 * 100];
+        let out = HeadOut {
+            data: &mut short,
+            stride: 100,
+            start: 0,
+        };
         let err = m
             .embed_with_heads_into(
                 &texts,
                 &mut emb,
-                Some((&wrong, &mut cols)),
+                Some((&heads, out)),
+                &RunOptions::default(),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("room for 200 texts"), "{err}");
+        let wrong =
+            Heads::new(vec![Head::centroid(&[1.0, 0.0, 0.0], 1, 3, None).unwrap()]).unwrap();
+        let mut cols = vec![0.0f32; 200];
+        let out = HeadOut {
+            data: &mut cols,
+            stride: 200,
+            start: 0,
+        };
+        let err = m
+            .embed_with_heads_into(
+                &texts,
+                &mut emb,
+                Some((&wrong, out)),
                 &RunOptions::default(),
             )
             .unwrap_err();

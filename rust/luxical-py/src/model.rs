@@ -7,7 +7,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use luxical_core::mlp::{Precision, TableDtype};
-use luxical_core::model::LoadOptions;
+use luxical_core::model::{HeadOut, LoadOptions};
 use luxical_core::tokenize::DEFAULT_MAX_TOKENS;
 use luxical_core::{Error, Model as CoreModel, RunOptions};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadwriteArray2, PyUntypedArrayMethods};
@@ -196,8 +196,8 @@ fn check_out(out: &PyReadwriteArray2<'_, f32>, n: usize, dim: usize) -> PyResult
 /// `heads` and `head_out` come together or not at all.
 fn pair_heads<'a, 'py>(
     heads: &'a Option<PyRef<'py, Heads>>,
-    head_out: Option<PyReadwriteArray2<'py, f64>>,
-) -> PyResult<Option<(&'a Heads, PyReadwriteArray2<'py, f64>)>> {
+    head_out: Option<PyReadwriteArray2<'py, f32>>,
+) -> PyResult<Option<(&'a Heads, PyReadwriteArray2<'py, f32>)>> {
     match (heads, head_out) {
         (Some(h), Some(o)) => Ok(Some((&**h, o))),
         (None, None) => Ok(None),
@@ -273,7 +273,8 @@ impl Model {
         out: &mut [f32],
         num_threads: Option<usize>,
         max_tokens: Option<usize>,
-        heads: Option<(&Heads, PyReadwriteArray2<'_, f64>)>,
+        heads: Option<(&Heads, PyReadwriteArray2<'_, f32>)>,
+        head_start: usize,
     ) -> PyResult<()> {
         match heads {
             None => interruptible(py, "embedding", views, num_threads, max_tokens, |o| {
@@ -281,14 +282,21 @@ impl Model {
             }),
             Some((heads, mut head_out)) => {
                 let cols = heads.inner.n_outputs();
-                if head_out.shape() != [views.len(), cols] || !head_out.is_c_contiguous() {
+                let shape = head_out.shape().to_vec();
+                if shape[0] != cols
+                    || head_start + views.len() > shape[1]
+                    || !head_out.is_c_contiguous()
+                {
                     return Err(PyValueError::new_err(format!(
-                        "head_out must be a C-contiguous float64 array of shape ({}, {cols}), got shape {:?}",
+                        "head_out must be a C-contiguous float32 array of {cols} rows with room for {} texts from column {head_start}, got shape {shape:?}",
                         views.len(),
-                        head_out.shape()
                     )));
                 }
-                let head_out = head_out.as_slice_mut()?;
+                let head_out = HeadOut {
+                    data: head_out.as_slice_mut()?,
+                    stride: shape[1],
+                    start: head_start,
+                };
                 let core_heads = &*heads.inner;
                 interruptible(py, "embedding", views, num_threads, max_tokens, |o| {
                     self.inner
@@ -340,7 +348,9 @@ impl Model {
     /// "float16"; converted into private memory).
     fn with_first_layer_dtype(&self, py: Python<'_>, first_layer_dtype: &str) -> PyResult<Self> {
         let table = parse_table_dtype(Some(first_layer_dtype))?.expect("Some in, Some out");
-        let inner = detached(py, "converting the first layer", || self.inner.with_table_dtype(table))?;
+        let inner = detached(py, "converting the first layer", || {
+            self.inner.with_table_dtype(table)
+        })?;
         Ok(Self { inner })
     }
 
@@ -430,8 +440,10 @@ impl Model {
     }
 
     /// Embeds a list of str into `out` (shape (n, dim), float32, C-contiguous); with
-    /// `heads`, also writes their outputs into `head_out` ((n, heads.n_outputs), float64).
-    #[pyo3(signature = (texts, out, num_threads=None, max_tokens=Some(DEFAULT_MAX_TOKENS), heads=None, head_out=None))]
+    /// `heads`, also writes their outputs into `head_out` (shape (heads.n_outputs, N),
+    /// float32, C-contiguous: one row per output column), at columns `head_start..head_start
+    /// + n` of each row.
+    #[pyo3(signature = (texts, out, num_threads=None, max_tokens=Some(DEFAULT_MAX_TOKENS), heads=None, head_out=None, head_start=0))]
     #[allow(clippy::too_many_arguments)]
     fn embed(
         &self,
@@ -441,19 +453,20 @@ impl Model {
         num_threads: Option<usize>,
         max_tokens: Option<usize>,
         heads: Option<PyRef<'_, Heads>>,
-        head_out: Option<PyReadwriteArray2<'_, f64>>,
+        head_out: Option<PyReadwriteArray2<'_, f32>>,
+        head_start: usize,
     ) -> PyResult<()> {
         let strings = collect_strings(texts)?;
         let views = utf8_views(&strings)?;
         check_out(&out, views.len(), self.inner.dim())?;
         let heads = pair_heads(&heads, head_out)?;
         let out = out.as_slice_mut()?;
-        self.embed_views(py, &views, out, num_threads, max_tokens, heads)
+        self.embed_views(py, &views, out, num_threads, max_tokens, heads, head_start)
     }
 
     /// Embeds Arrow-layout UTF-8 strings (`data`, `offsets` of n+1 entries) into `out`
     /// (and the heads' outputs into `head_out`, as `embed`).
-    #[pyo3(signature = (data, offsets, out, num_threads=None, max_tokens=Some(DEFAULT_MAX_TOKENS), heads=None, head_out=None))]
+    #[pyo3(signature = (data, offsets, out, num_threads=None, max_tokens=Some(DEFAULT_MAX_TOKENS), heads=None, head_out=None, head_start=0))]
     #[allow(clippy::too_many_arguments)]
     fn embed_utf8(
         &self,
@@ -464,13 +477,14 @@ impl Model {
         num_threads: Option<usize>,
         max_tokens: Option<usize>,
         heads: Option<PyRef<'_, Heads>>,
-        head_out: Option<PyReadwriteArray2<'_, f64>>,
+        head_out: Option<PyReadwriteArray2<'_, f32>>,
+        head_start: usize,
     ) -> PyResult<()> {
         let views = arrow_views(data.as_slice()?, offsets.as_slice()?)?;
         check_out(&out, views.len(), self.inner.dim())?;
         let heads = pair_heads(&heads, head_out)?;
         let out = out.as_slice_mut()?;
-        self.embed_views(py, &views, out, num_threads, max_tokens, heads)
+        self.embed_views(py, &views, out, num_threads, max_tokens, heads, head_start)
     }
 
     /// Token ids of each text: (ids uint32, offsets int64 of n+1 entries).
