@@ -18,7 +18,7 @@
 //!   caller as float32 columns (`model::HeadOut`), exact because ids stay below 2^24.
 
 use crate::error::{Error, Result};
-use crate::gemm::{kernels, Kernel};
+use crate::gemm::{kernels, Kernel, PackedF32};
 
 /// What a linear or MLP head applies to its final logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,6 +331,58 @@ unsafe fn tile_avx2<const FMA: bool>(
     }
 }
 
+/// [`dot`] of two padded rows (lengths a multiple of 8) with this process's kernel: the
+/// same bits.
+fn dot_simd(a: &[f64], b: &[f64]) -> f64 {
+    assert!(a.len() == b.len() && a.len() % LANES == 0);
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        let (pa, pb, d) = (a.as_ptr(), b.as_ptr(), a.len());
+        match kernels().float32 {
+            // SAFETY: `kernels()` only chooses a kernel this CPU has; `k < d` stays inside
+            // both rows.
+            Kernel::Avx512 | Kernel::Amx => {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn go(pa: *const f64, pb: *const f64, d: usize) -> f64 {
+                    let mut acc = _mm512_setzero_pd();
+                    for k in (0..d).step_by(LANES) {
+                        acc = _mm512_add_pd(
+                            acc,
+                            _mm512_mul_pd(_mm512_loadu_pd(pa.add(k)), _mm512_loadu_pd(pb.add(k))),
+                        );
+                    }
+                    reduce8(acc)
+                }
+                return unsafe { go(pa, pb, d) };
+            }
+            Kernel::Avx2 => {
+                #[target_feature(enable = "avx2")]
+                unsafe fn go(pa: *const f64, pb: *const f64, d: usize) -> f64 {
+                    let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+                    for k in (0..d).step_by(LANES) {
+                        lo = _mm256_add_pd(
+                            lo,
+                            _mm256_mul_pd(_mm256_loadu_pd(pa.add(k)), _mm256_loadu_pd(pb.add(k))),
+                        );
+                        hi = _mm256_add_pd(
+                            hi,
+                            _mm256_mul_pd(
+                                _mm256_loadu_pd(pa.add(k + 4)),
+                                _mm256_loadu_pd(pb.add(k + 4)),
+                            ),
+                        );
+                    }
+                    reduce4(_mm256_add_pd(lo, hi))
+                }
+                return unsafe { go(pa, pb, d) };
+            }
+            Kernel::Portable => {}
+        }
+    }
+    dot(a, b)
+}
+
 /// `Σ a[i]·b[i]` in 8 lanes then a fixed pairwise sum: the same bits on every target
 /// (no FMA: Rust does not contract `a * b + c`).
 #[inline(always)]
@@ -374,8 +426,10 @@ enum Kind {
         activation: Activation,
     },
     Centroid {
-        /// `[k, dim]`.
+        /// `[k, dim]`, f64: the exact cosines.
         centroids: Padded,
+        /// The same centroids in float32 for the network's GEMM: the screening pass.
+        screen: PackedF32,
         k: usize,
         /// `1 / ‖c‖` per centroid, so the cosine of a unit embedding is `e·c / ‖c‖`.
         inv_norms: Vec<f64>,
@@ -489,6 +543,7 @@ impl Head {
         Ok(Self {
             kind: Kind::Centroid {
                 centroids: Padded::new(centroids, k, dim),
+                screen: PackedF32::pack(centroids, k, dim),
                 k,
                 inv_norms,
                 coarse,
@@ -511,11 +566,12 @@ impl Head {
     }
 
     /// Applies the head to `n` embeddings held in `emb [pad(n, TD), pad(in_dim, LANES)]`
-    /// (f64, zeros in the padding), writing columns `col..col + n_outputs()` of `out [n,
+    /// (f64, zeros in the padding; `emb32 [n, in_dim]` the float32 originals), writing columns `col..col + n_outputs()` of `out [n,
     /// stride]`.
     fn apply(
         &self,
         emb: &[f64],
+        emb32: &[f32],
         n: usize,
         out: &mut [f64],
         stride: usize,
@@ -562,18 +618,42 @@ impl Head {
             }
             Kind::Centroid {
                 centroids,
+                screen,
                 k,
                 inv_norms,
                 coarse,
             } => {
-                let (k, m) = (*k, centroids.padded_rows());
-                s.b.resize(rows * m, 0.0);
-                products(emb, rows, centroids, true, &mut s.b[..rows * m]);
+                // Screening in float32 (the network's GEMM, twice the lanes of f64), then
+                // the exact f64 cosine of every centroid the float32 error could hide the
+                // nearest behind: the same id and cosine as f64 products of all `k`.
+                let (k, d, dp) = (*k, self.in_dim, centroids.stride());
+                s.screen.resize(n * k, 0.0);
+                screen.matmul(emb32, n, &mut s.screen);
+                // A float32 dot product of `d` terms, in any order, with or without FMA,
+                // is within γ_d·Σ|x_i·c_i| ≤ γ_d·‖x‖·‖c‖ of the exact one (Higham, Accuracy
+                // and Stability of Numerical Algorithms, §3.1), γ_d = d·u / (1 - d·u) and
+                // u = 2^-24; divided by ‖c‖ that is γ_d·‖x‖ in cosine. Twice that, for the
+                // f64 rounding of the products below and a wide margin.
+                let u = 2f64.powi(-24);
+                let gamma = d as f64 * u / (1.0 - d as f64 * u);
                 for r in 0..n {
+                    let x = &emb[r * dp..(r + 1) * dp];
+                    let norm = dot_simd(x, x).sqrt();
+                    let slack = 4.0 * gamma * norm;
+                    let approx = &s.screen[r * k..(r + 1) * k];
+                    let top = approx
+                        .iter()
+                        .zip(inv_norms)
+                        .map(|(&dot, &inv)| dot as f64 * inv)
+                        .fold(f64::NEG_INFINITY, f64::max);
                     let (mut best, mut best_cos) = (0usize, f64::NEG_INFINITY);
-                    for (j, (&dot, &inv)) in s.b[r * m..r * m + k].iter().zip(inv_norms).enumerate()
-                    {
-                        let cos = dot * inv;
+                    for (j, (&dot32, &inv)) in approx.iter().zip(inv_norms).enumerate() {
+                        if (dot32 as f64) * inv < top - slack {
+                            continue;
+                        }
+                        let row = &centroids.data[j * dp..(j + 1) * dp];
+                        // The bits of every f64 product kernel.
+                        let cos = dot_simd(x, row) * inv;
                         if cos > best_cos {
                             (best, best_cos) = (j, cos);
                         }
@@ -618,6 +698,8 @@ fn activate(row: &mut [f64], activation: Activation) {
 #[derive(Default)]
 pub struct HeadScratch {
     emb: Vec<f64>,
+    /// Float32 dot products of the centroid heads' screening pass.
+    screen: Vec<f32>,
     a: Vec<f64>,
     b: Vec<f64>,
 }
@@ -684,7 +766,7 @@ impl Heads {
         }
         let mut col = 0;
         for head in &self.heads {
-            head.apply(&emb64, n, out, stride, col, s);
+            head.apply(&emb64, emb, n, out, stride, col, s);
             col += head.n_outputs();
         }
         s.emb = emb64;
@@ -872,6 +954,61 @@ mod tests {
     }
 
     #[test]
+    fn centroid_screening_gives_the_exact_nearest_and_cosine() {
+        // Centroids with an exact duplicate (3 and 10: the lowest id must win) and a near
+        // twin (20 = 5 moved by 1e-6: inside float32's error, so only f64 can tell them
+        // apart); embeddings at those centroids, random ones and a zero row.
+        let (k, d) = (50, 37);
+        let mut rng = 0x1234_5678_u64;
+        let mut next = move || {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((rng >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let mut c: Vec<f32> = (0..k * d).map(|_| next()).collect();
+        c.copy_within(3 * d..4 * d, 10 * d);
+        c.copy_within(5 * d..6 * d, 20 * d);
+        c[20 * d + 7] += 1e-6;
+        let unit = |v: &[f32]| {
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.iter().map(|x| x / n).collect::<Vec<f32>>()
+        };
+        let mut emb = Vec::new();
+        for j in [3, 10, 5, 20] {
+            emb.extend(unit(&c[j * d..(j + 1) * d]));
+        }
+        emb.extend(std::iter::repeat(0.0).take(d));
+        for _ in 0..200 {
+            emb.extend(unit(&(0..d).map(|_| next()).collect::<Vec<_>>()));
+        }
+        let n = emb.len() / d;
+        let head = Head::centroid(&c, k, d, None).unwrap();
+        let heads = Heads::new(vec![head]).unwrap();
+        let mut out = vec![f64::NAN; n * 2];
+        heads.apply(&emb, n, &mut out, &mut HeadScratch::default());
+        for r in 0..n {
+            // Brute force: every cosine in f64 (the products' bits), first maximum wins.
+            let x: Vec<f64> = emb[r * d..(r + 1) * d].iter().map(|&v| v as f64).collect();
+            let (mut best, mut best_cos) = (0usize, f64::NEG_INFINITY);
+            for j in 0..k {
+                let cj: Vec<f64> = c[j * d..(j + 1) * d].iter().map(|&v| v as f64).collect();
+                let norm = cj.iter().map(|v| v * v).sum::<f64>().sqrt();
+                let cos = dot(&x, &cj) * (1.0 / norm);
+                if cos > best_cos {
+                    (best, best_cos) = (j, cos);
+                }
+            }
+            assert_eq!(out[r * 2], best as f64, "row {r}");
+            assert_eq!(out[r * 2 + 1].to_bits(), best_cos.to_bits(), "row {r}");
+        }
+        assert_eq!(out[0], 3.0, "exact duplicate: lowest id");
+        assert_eq!(out[2], 3.0, "exact duplicate: lowest id");
+        assert_eq!((out[4], out[6]), (5.0, 20.0), "near twins told apart");
+        assert_eq!((out[8], out[9]), (0.0, 0.0), "zero row: id 0, cosine 0");
+    }
+
+    #[test]
     fn heads_refuse_bad_parts() {
         assert!(Head::linear(&[1.0, f32::NAN], &[0.0], 1, 2, Activation::Identity).is_err());
         assert!(Head::linear(&[1.0, 2.0], &[0.0, 1.0], 1, 2, Activation::Identity).is_err());
@@ -886,5 +1023,70 @@ mod tests {
         )
         .is_err());
         assert!(Activation::parse("tanh").is_err());
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn time_head_products() {
+        let (n, m, d) = (64, 42, 383);
+        let w32: Vec<f32> = (0..m * d)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+            .collect();
+        let w = Padded::new(&w32, m, d);
+        let dp = w.stride();
+        let x: Vec<f64> = (0..n * dp)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) as f64 / 9.0)
+            .collect();
+        let mut out = vec![0.0; n * w.padded_rows()];
+        let runs = 20000;
+        let t = std::time::Instant::now();
+        for _ in 0..runs {
+            products(&x, n, &w, true, &mut out);
+            std::hint::black_box(&mut out);
+        }
+        let s = t.elapsed().as_secs_f64();
+        let fma = (n * w.padded_rows() * dp) as f64 * runs as f64;
+        println!(
+            "{:.1} ns per doc, {:.2} GFMA/s (f64 lanes)",
+            s / (n * runs) as f64 * 1e9,
+            fma / s / 1e9
+        );
+        // The whole centroid head (screening + exact cosines) on unit rows.
+        let emb: Vec<f32> = (0..n)
+            .flat_map(|r| {
+                let v: Vec<f32> = (0..d)
+                    .map(|i| (((r * d + i) * 5 % 11) as f32 - 5.0) / 9.0)
+                    .collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.into_iter().map(move |x| x / norm)
+            })
+            .collect();
+        let mut rng = 7u64;
+        let rand: Vec<f32> = (0..m * d)
+            .map(|_| {
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (rng >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect();
+        let heads = Heads::new(vec![Head::centroid(&rand, m, d, None).unwrap()]).unwrap();
+        let mut cols = vec![0.0; n * 2];
+        let mut s = HeadScratch::default();
+        let t = std::time::Instant::now();
+        for _ in 0..runs {
+            heads.apply(&emb, n, &mut cols, &mut s);
+            std::hint::black_box(&mut cols);
+        }
+        let sec = t.elapsed().as_secs_f64();
+        println!(
+            "centroid head, {m} centroids: {:.1} ns per doc",
+            sec / (n * runs) as f64 * 1e9
+        );
     }
 }
