@@ -1031,7 +1031,7 @@ mod timing {
     use super::*;
 
     #[test]
-    #[ignore]
+    #[ignore = "a timing by hand (speed lives in bench/), not a pass/fail test"]
     fn time_head_products() {
         let (n, m, d) = (64, 42, 383);
         let w32: Vec<f32> = (0..m * d)
