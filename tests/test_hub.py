@@ -246,6 +246,31 @@ def test_int8_precision_through_the_hub(tmp_path, models):
     same_embeddings(emb, Embedder.load(models["a"], precision="int8"))
 
 
+def test_first_layer_dtype_in_every_layout(tmp_path, models):
+    """first_layer_dtype= reaches the loader in both layouts (Hub snapshot of the export,
+    local export folder through luxical.load, local .npz folder): the embeddings are those
+    of the .npz loaded with that table dtype."""
+    expected = Embedder.load(models["a"], first_layer_dtype="float16")
+    assert expected.first_layer_dtype == "float16"
+    lay_out_snapshot(tmp_path / "hub", REPO, COMMIT_MAIN, export_files(models["a"]))
+    emb = hub_load(tmp_path / "hub", first_layer_dtype="float16")
+    assert emb.first_layer_dtype == "float16"
+    same_embeddings(emb, expected)
+    export = tmp_path / "export"
+    export.mkdir()
+    for name, data in export_files(models["a"]).items():
+        (export / name).write_bytes(data)
+    emb = luxical.load(str(export), first_layer_dtype="float16")
+    assert emb.first_layer_dtype == "float16"
+    same_embeddings(emb, expected)
+    folder = tmp_path / "npz"
+    folder.mkdir()
+    (folder / "model.npz").write_bytes(npz_bytes(models["a"]))
+    emb = Embedder.from_pretrained(folder, first_layer_dtype="float16")
+    assert emb.first_layer_dtype == "float16"
+    same_embeddings(emb, expected)
+
+
 # ----------------------------------------------------------------------- revisions
 
 

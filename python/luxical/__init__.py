@@ -169,10 +169,9 @@ def load(
             if cached is None:
                 try:
                     cached = Embedder.from_pretrained(
-                        model, revision=revision, filename=filename, precision=precision, mmap=mmap
+                        model, revision=revision, filename=filename, precision=precision, mmap=mmap,
+                        first_layer_dtype=first_layer_dtype,
                     )
-                    if first_layer_dtype is not None:
-                        cached = cached.with_first_layer_dtype(first_layer_dtype)
                 except FileNotFoundError as exc:
                     raise FileNotFoundError(f"{exc} (there is no local file or folder '{model}' either)") from exc
                 _cache[key] = cached
@@ -193,9 +192,7 @@ def load(
             # Its model file is a converted copy (or none): the .safetensors file's stat decides.
             stamp = _stamp(path)
             if cached is None or _stamps.get(key) != stamp:
-                cached = hub.load_file(path, precision=precision, mmap=mmap)
-                if first_layer_dtype is not None:
-                    cached = cached.with_first_layer_dtype(first_layer_dtype)
+                cached = hub.load_file(path, precision=precision, mmap=mmap, first_layer_dtype=first_layer_dtype)
                 _cache[key] = cached
                 _stamps[key] = stamp
         elif cached is None or (path.exists() and not cached._source_unchanged()):

@@ -129,6 +129,7 @@ class Embedder:
         local_files_only: bool = False,
         precision: str = "float32",
         mmap: bool | None = None,
+        first_layer_dtype: str | None = None,
     ) -> Embedder:
         """Loads a model from a Hugging Face Hub repo, or from a local folder laid out like one.
 
@@ -164,6 +165,7 @@ class Embedder:
                 ``HF_HUB_OFFLINE=1``).
             precision: ``"float32"`` or ``"int8"``; see :meth:`load`.
             mmap: Weight-cache memory mapping; see :meth:`load`.
+            first_layer_dtype: Storage of the first layer's table; see :meth:`load`.
 
         Returns:
             The loaded embedder; :attr:`source` says where from, e.g.
@@ -187,7 +189,7 @@ class Embedder:
             repo_id_or_dir, revision=revision, filename=filename, cache_dir=cache_dir, token=token,
             local_files_only=local_files_only,
         )
-        return hub._load_resolved(resolved, precision=precision, mmap=mmap)
+        return hub._load_resolved(resolved, precision=precision, mmap=mmap, first_layer_dtype=first_layer_dtype)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Embedder:

@@ -174,10 +174,14 @@ def choose_model_file(names: list[str], *, where: str) -> str:
 from_pretrained = Embedder.from_pretrained
 
 
-def _load_resolved(resolved: _Resolved, *, precision: str, mmap: bool | None) -> Embedder:
+def _load_resolved(
+    resolved: _Resolved, *, precision: str, mmap: bool | None, first_layer_dtype: str | None = None
+) -> Embedder:
     """The model of a repo or folder that :func:`_resolve` found (the body of
     :meth:`luxical.Embedder.from_pretrained`): loaded, with its origin kept for pickling."""
-    emb = load_file(resolved.path, precision=precision, mmap=mmap, described=resolved.source)
+    emb = load_file(
+        resolved.path, precision=precision, mmap=mmap, first_layer_dtype=first_layer_dtype, described=resolved.source
+    )
     emb._origin = resolved.source
     emb._hub = resolved.hub
     logger.info("luxical: loaded %s (%s layout)", resolved.source, _layout(resolved.path))
@@ -360,6 +364,7 @@ def load_file(
     *,
     precision: str = "float32",
     mmap: bool | None = None,
+    first_layer_dtype: str | None = None,
     described: str | None = None,
 ) -> Embedder:
     """Reads a model file in either layout: ``.safetensors`` (the reference's Hugging Face
@@ -369,6 +374,8 @@ def load_file(
         path: The model file.
         precision: See :meth:`luxical.Embedder.load`.
         mmap: See :meth:`luxical.Embedder.load`.
+        first_layer_dtype: See :meth:`luxical.Embedder.load` (a safetensors export is
+            converted to ``.npz`` first, then loaded with it).
         described: How messages and :attr:`luxical.Embedder.source` name the model
             (default: the absolute path).
 
@@ -379,11 +386,15 @@ def load_file(
     """
     path = Path(path)
     if _layout(path) == "npz":
-        return Embedder.load(path, precision=precision, mmap=mmap)
-    return _load_safetensors(path, precision=precision, mmap=mmap, described=described or str(path.resolve()))
+        return Embedder.load(path, precision=precision, mmap=mmap, first_layer_dtype=first_layer_dtype)
+    return _load_safetensors(
+        path, precision=precision, mmap=mmap, first_layer_dtype=first_layer_dtype, described=described or str(path.resolve())
+    )
 
 
-def _load_safetensors(path: Path, *, precision: str, mmap: bool | None, described: str) -> Embedder:
+def _load_safetensors(
+    path: Path, *, precision: str, mmap: bool | None, first_layer_dtype: str | None, described: str
+) -> Embedder:
     try:
         import safetensors  # noqa: F401  (only whether it is installed; read in `_convert`)
     except ImportError as exc:
@@ -396,12 +407,17 @@ def _load_safetensors(path: Path, *, precision: str, mmap: bool | None, describe
     if not path.is_file():
         raise FileNotFoundError(f"{where}: no file '{path}'")
     sha256 = _sha256_of(path)
-    emb = _load_converted(sha256, path, precision=precision, mmap=mmap, where=where)
+    emb = _load_converted(
+        sha256, path, precision=precision, mmap=mmap, first_layer_dtype=first_layer_dtype, where=where
+    )
     if emb is None:
         # The weight cache cannot be written: convert through a temporary file, deleted at
         # once; the model then has no file, and pickles by value.
         with tempfile.TemporaryDirectory(prefix="luxical-") as tmp:
-            emb = _convert(path, Path(tmp) / "model.npz", precision=precision, mmap=mmap, where=where)
+            emb = _convert(
+                path, Path(tmp) / "model.npz", precision=precision, mmap=mmap,
+                first_layer_dtype=first_layer_dtype, where=where,
+            )
         emb._source, emb._source_stat = None, None
     emb._origin = described
     emb._converted_from = os.path.abspath(path)
@@ -437,11 +453,13 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _load_converted(sha256: str, path: Path, *, precision: str, mmap: bool | None, where: str) -> Embedder | None:
+def _load_converted(
+    sha256: str, path: Path, *, precision: str, mmap: bool | None, first_layer_dtype: str | None, where: str
+) -> Embedder | None:
     """The model of the converted file of `sha256` in the weight cache, converting `path`
     into it first when it is missing or damaged; None when the cache cannot be written."""
     final = converted_path(sha256)
-    emb = _read_converted(final, precision=precision, mmap=mmap)
+    emb = _read_converted(final, precision=precision, mmap=mmap, first_layer_dtype=first_layer_dtype)
     if emb is not None:
         return emb
     try:
@@ -453,7 +471,7 @@ def _load_converted(sha256: str, path: Path, *, precision: str, mmap: bool | Non
         return None
     with lock:
         # Another process may have converted it while this one waited for the lock.
-        emb = _read_converted(final, precision=precision, mmap=mmap)
+        emb = _read_converted(final, precision=precision, mmap=mmap, first_layer_dtype=first_layer_dtype)
         if emb is not None:
             return emb
         _remove_partials(final.parent, sha256)  # left by a writer that died (it held the lock)
@@ -466,7 +484,9 @@ def _load_converted(sha256: str, path: Path, *, precision: str, mmap: bool | Non
                             "file", final.parent, exc, path)
                 return None
             try:
-                emb = _convert(path, partial, precision=precision, mmap=mmap, where=where)
+                emb = _convert(
+                    path, partial, precision=precision, mmap=mmap, first_layer_dtype=first_layer_dtype, where=where
+                )
                 os.chmod(partial, 0o444)  # never rewritten in place: replaced, or removed
                 before = time.time_ns()
                 os.replace(partial, final)
@@ -486,7 +506,9 @@ def _load_converted(sha256: str, path: Path, *, precision: str, mmap: bool | Non
     return emb
 
 
-def _read_converted(final: Path, *, precision: str, mmap: bool | None) -> Embedder | None:
+def _read_converted(
+    final: Path, *, precision: str, mmap: bool | None, first_layer_dtype: str | None
+) -> Embedder | None:
     """The model of an existing converted file; None when there is none, or when it is
     damaged (then it is removed, to be converted again)."""
     from luxical.errors import LuxicalError
@@ -494,7 +516,7 @@ def _read_converted(final: Path, *, precision: str, mmap: bool | None) -> Embedd
     if not final.is_file():
         return None
     try:
-        return Embedder.load(final, precision=precision, mmap=mmap)
+        return Embedder.load(final, precision=precision, mmap=mmap, first_layer_dtype=first_layer_dtype)
     except FileNotFoundError:  # removed meanwhile (clear_weight_cache)
         return None
     except (LuxicalError, OSError) as exc:
@@ -504,7 +526,9 @@ def _read_converted(final: Path, *, precision: str, mmap: bool | None) -> Embedd
         return None
 
 
-def _convert(path: Path, npz: Path, *, precision: str, mmap: bool | None, where: str) -> Embedder:
+def _convert(
+    path: Path, npz: Path, *, precision: str, mmap: bool | None, first_layer_dtype: str | None, where: str
+) -> Embedder:
     """Converts the safetensors file `path` into the .npz `npz` and loads that."""
     from safetensors import SafetensorError, safe_open
 
@@ -514,7 +538,7 @@ def _convert(path: Path, npz: Path, *, precision: str, mmap: bool | None, where:
     except SafetensorError as exc:  # bad header, truncated data, unknown dtype
         raise ModelFormatError(f"{where}: '{path.name}' is not a readable safetensors file: {exc}") from exc
     try:
-        return Embedder.load(npz, precision=precision, mmap=mmap)
+        return Embedder.load(npz, precision=precision, mmap=mmap, first_layer_dtype=first_layer_dtype)
     except ModelFormatError as exc:
         raise type(exc)(f"{where}: {_tensor_names(str(exc), npz, path)}") from exc
 
