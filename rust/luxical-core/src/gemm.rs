@@ -1238,17 +1238,25 @@ mod x86 {
         n: usize,
         out: &mut [f32],
     ) {
-        f32_matmul_avx512_with::<MR_512, true>(data, k, m, a, n, out)
+        f32_matmul_avx512_with::<MR_512, true, true>(data, k, m, a, n, out)
     }
 
-    /// [`f32_matmul_avx512`] with the tile height and loop order as parameters (the timing
-    /// harness compares them): `PANEL_OUTER` false runs each depth block over every panel
-    /// before the next block (the order up to 0.1.x).
+    /// [`f32_matmul_avx512`] with the tile height, the loop order and the packing of `a`
+    /// as parameters (the timing harness compares them): `PANEL_OUTER` false runs each
+    /// depth block over every panel before the next block (the order up to 0.1.x); `PACK`
+    /// first copies `a` into tile order (each tile's rows interleaved, depth-major), so
+    /// the kernel reads a tile's 14 rows through one pointer at constant offsets instead
+    /// of 14 row pointers (more than the free registers: the compiler re-derives them with
+    /// a chain of adds in the innermost loop).
     ///
     /// # Safety
     /// As [`f32_matmul_avx512`]; `MRV <= 14`.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn f32_matmul_avx512_with<const MRV: usize, const PANEL_OUTER: bool>(
+    pub unsafe fn f32_matmul_avx512_with<
+        const MRV: usize,
+        const PANEL_OUTER: bool,
+        const PACK: bool,
+    >(
         data: &[f32],
         k: usize,
         m: usize,
@@ -1256,8 +1264,66 @@ mod x86 {
         n: usize,
         out: &mut [f32],
     ) {
+        const { assert!(MRV >= 1 && MRV <= 14) };
         let n_panels = m.div_ceil(NR);
         assert!(k > 0 && data.len() == n_panels * k * NR && a.len() == n * k && out.len() == n * m);
+        if n == 0 {
+            return;
+        }
+        if !PACK {
+            return f32_tiles::<MRV, PANEL_OUTER, false>(
+                data,
+                k,
+                m,
+                a.as_ptr(),
+                n,
+                out.as_mut_ptr(),
+            );
+        }
+        PACKED_A.with(|cell| {
+            let mut packed = cell.borrow_mut();
+            packed.resize(n * k, 0.0);
+            for (i0, rows) in row_tiles(n, MRV) {
+                let tile = &mut packed[i0 * k..(i0 + rows) * k];
+                for r in 0..rows {
+                    for (p, &v) in a[(i0 + r) * k..(i0 + r + 1) * k].iter().enumerate() {
+                        tile[p * rows + r] = v;
+                    }
+                }
+            }
+            f32_tiles::<MRV, PANEL_OUTER, true>(data, k, m, packed.as_ptr(), n, out.as_mut_ptr())
+        })
+    }
+
+    thread_local! {
+        /// The `a` operand of [`f32_matmul_avx512`] in tile order, kept between calls.
+        static PACKED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// `(first row, rows)` of each row tile: `n` rows in tiles of near-equal height, at
+    /// most `most` each (64 rows, at most 14: 13, 13, 13, 13, 12).
+    fn row_tiles(n: usize, most: usize) -> impl Iterator<Item = (usize, usize)> {
+        let tiles = n.div_ceil(most);
+        let (base, extra) = (n / tiles.max(1), n % tiles.max(1));
+        (0..tiles).map(move |t| (t * base + t.min(extra), base + usize::from(t < extra)))
+    }
+
+    /// The loops of [`f32_matmul_avx512_with`]: `a` is row-major, or in tile order when
+    /// `PACKED` (a tile of `rows` rows from row `i0` at `i0 * k`, element `(r, p)` at
+    /// `p * rows + r`).
+    ///
+    /// # Safety
+    /// As [`f32_matmul_avx512`], with `a` and `out` valid for `n * k` and `n * m` values.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn f32_tiles<const MRV: usize, const PANEL_OUTER: bool, const PACKED: bool>(
+        data: &[f32],
+        k: usize,
+        m: usize,
+        a: *const f32,
+        n: usize,
+        out: *mut f32,
+    ) {
+        let n_panels = m.div_ceil(NR);
         // Lanes of panel `p` inside `out`: edge panels (m not a multiple of 16) by mask,
         // so no store reaches past a row.
         let mask = |p: usize| -> __mmask16 {
@@ -1268,14 +1334,6 @@ mod x86 {
                 (1u16 << cols) - 1
             }
         };
-        let (a, out) = (a.as_ptr(), out.as_mut_ptr());
-        const { assert!(MRV >= 1 && MRV <= 14) };
-        if n == 0 {
-            return;
-        }
-        // Rows split into tiles of near-equal height (64 rows: 13, 13, 13, 13, 12).
-        let tiles = n.div_ceil(MRV);
-        let (base, extra) = (n / tiles, n % tiles);
         let block = |p: usize, k0: usize| {
             let kc = KC.min(k - k0);
             let two = p + 1 < n_panels;
@@ -1283,17 +1341,19 @@ mod x86 {
             // With one panel left, the second operand is never read.
             let b1 = if two { b0.add(k * NR) } else { b0 };
             let (m0, m1) = (mask(p), if two { mask(p + 1) } else { 0 });
-            let mut i0 = 0;
-            for t in 0..tiles {
-                let rows = base + usize::from(t < extra);
+            for (i0, rows) in row_tiles(n, MRV) {
                 let o = out.add(i0 * m + p * NR);
-                let a_tile = a.add(i0 * k + k0);
+                let a_tile = if PACKED {
+                    a.add(i0 * k + k0 * rows)
+                } else {
+                    a.add(i0 * k + k0)
+                };
                 macro_rules! go {
                     ($r:literal) => {
                         if two {
-                            f32_kernel_512::<$r, 2>(a_tile, k, [b0, b1], kc, o, m, [m0, m1])
+                            f32_kernel_512::<$r, 2, PACKED>(a_tile, k, [b0, b1], kc, o, m, [m0, m1])
                         } else {
-                            f32_kernel_512::<$r, 1>(a_tile, k, [b0, b1], kc, o, m, [m0, m1])
+                            f32_kernel_512::<$r, 1, PACKED>(a_tile, k, [b0, b1], kc, o, m, [m0, m1])
                         }
                     };
                 }
@@ -1313,7 +1373,6 @@ mod x86 {
                     2 => go!(2),
                     _ => go!(1),
                 }
-                i0 += rows;
             }
         };
         if PANEL_OUTER {
@@ -1342,7 +1401,7 @@ mod x86 {
     #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn f32_kernel_512<const R: usize, const P: usize>(
+    unsafe fn f32_kernel_512<const R: usize, const P: usize, const PACKED: bool>(
         a: *const f32,
         lda: usize,
         b: [*const f32; 2],
@@ -1358,7 +1417,11 @@ mod x86 {
                 bv[j] = _mm512_loadu_ps(b[j].add(p * NR));
             }
             for r in 0..R {
-                let av = _mm512_set1_ps(*a.add(r * lda + p));
+                let av = _mm512_set1_ps(if PACKED {
+                    *a.add(p * R + r)
+                } else {
+                    *a.add(r * lda + p)
+                });
                 for j in 0..P {
                     acc[r][j] = _mm512_fmadd_ps(av, bv[j], acc[r][j]);
                 }
@@ -1916,18 +1979,22 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         if crate::settings::env_flag("LUXICAL_TIME_VARIANTS") {
             type V = unsafe fn(&[f32], usize, usize, &[f32], usize, &mut [f32]);
-            let variants: [(&str, V); 3] = [
+            let variants: [(&str, V); 4] = [
                 (
                     "avx512 8 rows, depth outer",
-                    x86::f32_matmul_avx512_with::<8, false>,
+                    x86::f32_matmul_avx512_with::<8, false, false>,
                 ),
                 (
                     "avx512 14 rows, depth outer",
-                    x86::f32_matmul_avx512_with::<14, false>,
+                    x86::f32_matmul_avx512_with::<14, false, false>,
                 ),
                 (
                     "avx512 14 rows, panels outer",
-                    x86::f32_matmul_avx512_with::<14, true>,
+                    x86::f32_matmul_avx512_with::<14, true, false>,
+                ),
+                (
+                    "avx512 14 rows, panels outer, packed",
+                    x86::f32_matmul_avx512_with::<14, true, true>,
                 ),
             ];
             let mut times = vec![Vec::new(); variants.len()];
