@@ -9,8 +9,9 @@
 //! `LUXICAL_KERNEL` / `LUXICAL_NO_SIMD` ask for a lower one.
 //!
 //! - float32 (the exact path): micro-tiles of rows × 16 columns summed with FMA in the
-//!   same order on AVX2 (6 rows × 2 ymm) and AVX-512F (8 rows × 2 panels of 1 zmm, edge
-//!   columns by mask), so the two give bit-identical results; the portable kernel (the
+//!   same order on AVX2 (6 rows × 2 ymm) and AVX-512F (up to 14 rows × 2 panels of 1
+//!   zmm, edge columns by mask, activations packed in tile order), so the two give
+//!   bit-identical results; the portable kernel (the
 //!   compiler vectorises it for the target: SSE2, NEON, ...) rounds the product before
 //!   adding, so it differs in the last bits. Only the summation order differs from a
 //!   plain dot product.
