@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--words", default="english", help="word list: english (shipped), corpus, none or a file")
     ap.add_argument("--docs", type=int, default=42_000, help="teacher-embedded corpus documents to fit on")
+    ap.add_argument("--windows", type=int, default=40_000, help="sentence-sized windows of documentation documents (teacher-embedded)")
+    ap.add_argument("--general-windows", type=int, default=40_000, help="sentence-sized windows of general-English passages")
     ap.add_argument("--holdout", type=int, default=2_000, help="of those, held back to report the fit")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -65,11 +67,12 @@ def main() -> None:
                      "pass --general FILES, or --general alone for none")
     corpus = {"debian-docs": args.corpus, "general": args.general} if args.general else args.corpus
     max_docs = {"debian-docs": args.docs, "general": args.general_docs} if args.general else args.docs
+    windows = {"debian-docs": args.windows, "general": args.general_windows} if args.general else args.windows
 
     from luxical.training.recipe import train
 
     model, report = train(
-        corpus, TEACHER, args.out, max_docs=max_docs, holdout=args.holdout, words=args.words,
+        corpus, TEACHER, args.out, max_docs=max_docs, holdout=args.holdout, windows=windows, words=args.words,
         epochs=args.epochs, lr=args.lr, word_weight=args.word_weight, whiten=args.whiten,
         first_layer_dtype=args.first_layer_dtype, teacher_precision=args.teacher_precision, work_dir=args.work,
         seed=args.seed, device=args.device,

@@ -181,12 +181,13 @@ def test_cli_train_static_recipe(sourced_corpus, static_teacher, tmp_path):
     cmd = [sys.executable, "-m", "luxical", "train", "--teacher", str(teacher_dir), "--corpus", str(sourced_corpus),
            "--out", str(out), "--words", "corpus", "--holdout", "60", "--epochs", "2", "--source-column", "src",
            "--teacher-precision", "float32", "--no-progress"]
-    proc = subprocess.run(cmd + ["--part", f"extra={extra}"], capture_output=True, text=True)
+    proc = subprocess.run(cmd + ["--part", f"extra={extra}", "--windows", "20"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "held-out cosine to the teacher" in proc.stdout and "spearman" in proc.stdout
     report = json.loads(out.with_suffix(".train.json").read_text())
     assert report["recipe"] == "static"
-    assert report["parts"]["extra"] == {"documents": 100, "teacher_documents": 100, "holdout": 10}
+    assert report["parts"]["extra"] == {"documents": 100, "teacher_documents": 100, "holdout": 10, "windows": 20}
+    assert report["parts"]["corpus"]["windows"] == 20 and report["settings"]["windows"] == 20
     assert {g["group"] for g in report["health"]["groups"]} == {"short", "long"}  # the source column's groups
     assert report["health"]["skipped_groups"] == [{"group": "extra.txt", "n": 10}]  # under min_group rows
     bad_part = subprocess.run(cmd + ["--part", "extra"], capture_output=True, text=True)
@@ -258,12 +259,62 @@ def test_recipe_with_corpus_parts(docs, static_teacher, tmp_path):
                           progress=False)
     parts = report["parts"]
     n_tech, n_general = len(set(tech)), len(set(general) - set(tech))  # the repeats dropped
-    assert parts["tech"] == {"documents": n_tech, "teacher_documents": 200, "holdout": 20}
-    assert parts["general"] == {"documents": n_general, "teacher_documents": n_general, "holdout": 20}
+    assert parts["tech"] == {"documents": n_tech, "teacher_documents": 200, "holdout": 20, "windows": 0}
+    assert parts["general"] == {"documents": n_general, "teacher_documents": n_general, "holdout": 20, "windows": 0}
     assert report["teacher_documents"] == 200 + n_general and report["fit"]["n_holdout"] == 40
     assert {g["group"]: g["n"] for g in report["health"]["groups"]} == {"tech": 20, "general": 20}
     assert (tmp_path / "teacher_docs" / "teacher.json").is_file()
     assert json.loads((tmp_path / "teacher_docs-general" / "teacher.json").read_text())["n_texts"] == n_general
     with pytest.raises(ValueError, match="max_docs names parts"):
         train({"tech": tech}, static_teacher, None, max_docs={"other": 5}, teacher_precision="float32",
+              work_dir=tmp_path, progress=False)
+
+
+def test_sample_windows_are_runs_of_sentences():
+    """Every window is a run of consecutive words of one document, within the word bounds,
+    distinct, the same for the same seed; a corpus with few distinct windows gives fewer."""
+    from luxical.training.data import sample_windows
+
+    texts = [f"Sentence {i} of doc {d} has some words. " * 1 + f"Another one {i} {d}! And a third? Yes."
+             for d in range(20) for i in range(3)]
+    texts.append("one two three four five six seven eight nine ten eleven twelve thirteen " * 10)
+    wins = sample_windows(texts, 150, min_words=3, max_words=9, seed=1)
+    assert wins == sample_windows(texts, 150, min_words=3, max_words=9, seed=1)
+    assert len(wins) == len(set(wins)) and len(wins) > 50
+    flat = [" ".join(t.split()) for t in texts]
+    for w in wins:
+        assert 3 <= len(w.split()) <= 9, w
+        assert any(w in f for f in flat), w
+    assert sample_windows(["a b c d e f g."], 10, min_words=3, max_words=50) == ["a b c d e f g."]
+    assert sample_windows(["too short."], 5, min_words=3) == []
+    with pytest.raises(ValueError, match="min_words"):
+        sample_windows(texts, 5, min_words=10, max_words=5)
+
+
+def test_recipe_aligns_on_windows_of_the_training_documents(docs, static_teacher, tmp_path, monkeypatch):
+    """Windows are embedded by the teacher (own cache) and matched by the alignment beside
+    the fitted documents, cut only from documents that are not held back, and take no part
+    in IDF or in the fit."""
+    from luxical.training import recipe
+
+    asked: list[str] = []  # every text the (real) teacher is asked to embed
+    encode = static_teacher.encode
+    monkeypatch.setattr(static_teacher, "encode", lambda texts, *a, **k: (asked.extend(texts), encode(texts, *a, **k))[1])
+    model, report = train(docs, static_teacher, None, max_docs=200, holdout=20, windows=60, window_words=(4, 12),
+                          words="none", epochs=1, teacher_precision="float32", work_dir=tmp_path, progress=False)
+    assert report["parts"]["corpus"]["windows"] == 60 and report["teacher_windows"] == 60
+    assert report["fit"]["n_train"] == 180 and report["fit"]["n_holdout"] == 20
+    assert report["align"]["texts"] == 180 + 60 and len(report["align"]["held_agreement"]) == 3 + 1
+    assert json.loads((tmp_path / "teacher_windows-corpus" / "teacher.json").read_text())["n_texts"] == 60
+    shuffled = recipe._load_parts(docs, "text", None, 0)[0][1]  # the recipe's seeded order
+    flat = [" ".join(t.split()) for t in shuffled]
+    wins = [t for t in asked if t not in set(shuffled) and len(t.split()) >= 4]  # not a token string
+    assert len(wins) == 60
+    for w in wins:  # from a fitted or unembedded document, never only from a held-back one
+        assert any(w in f for f in flat[:180] + flat[200:]), w
+    plain, _ = train(docs, static_teacher, None, max_docs=200, holdout=20, words="none", epochs=1,
+                     teacher_precision="float32", work_dir=tmp_path / "plain", progress=False)
+    assert np.array_equal(model.idf, plain.idf)
+    with pytest.raises(ValueError, match="windows names parts"):
+        train({"tech": docs}, static_teacher, None, windows={"other": 5}, teacher_precision="float32",
               work_dir=tmp_path, progress=False)

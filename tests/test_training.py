@@ -373,6 +373,45 @@ def test_whitening_projection_whitens_the_samples(static_setup):
         whitening_projection(teacher_rows, [x_docs], power=-1)
 
 
+def test_fit_alignment_undoes_a_linear_distortion(static_setup):
+    """The teacher embeds a text as the mean of its tokens' vectors. Student coordinates
+    that are those vectors through an ill-conditioned linear map give cosines far from the
+    teacher's; the alignment (a linear map fitted with the in-batch KL loss) must undo
+    the distortion: on held-back texts the pairwise agreement rises to near 1, and a
+    student that already agrees is left agreeing."""
+    from scipy.stats import spearmanr
+
+    from luxical.training.static import fit_alignment
+
+    x_docs, t_docs, x_words, t_words, teacher_rows, _ = static_setup
+    rng = np.random.default_rng(6)
+    d = teacher_rows.shape[1]
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    distortion = q @ np.diag(np.geomspace(0.1, 2.0, d)) @ q.T  # symmetric, condition number 20
+    coords = teacher_rows.astype(np.float64) @ distortion
+    held = (x_docs[-150:], t_docs[-150:])
+
+    def agreement(m: np.ndarray) -> float:
+        e = np.asarray(held[0] @ (coords @ m))
+        e /= np.linalg.norm(e, axis=1, keepdims=True)
+        iu = np.triu_indices(len(e), k=1)
+        return float(spearmanr((e @ e.T)[iu], (held[1] @ held[1].T)[iu])[0])
+
+    before = agreement(np.eye(d))
+    m, report = fit_alignment(coords, [(x_docs[:-150], t_docs[:-150]), (x_words, t_words)], held=held,
+                              temperature=0.05, epochs=20, lr=1e-2, batch_size=128, progress=False)
+    assert before < 0.9 and agreement(m) > 0.98, (before, agreement(m))
+    assert report["held_agreement"][0] < 0.9 and report["held_agreement"][-1] > 0.98
+    assert report["texts"] == x_docs.shape[0] - 150 + x_words.shape[0]
+    again, _ = fit_alignment(coords, [(x_docs[:-150], t_docs[:-150])], epochs=1, batch_size=128, progress=False)
+    np.testing.assert_array_equal(again, fit_alignment(coords, [(x_docs[:-150], t_docs[:-150])], epochs=1,
+                                                       batch_size=128, progress=False)[0])  # seeded
+    with pytest.raises(ValueError, match="sample"):
+        fit_alignment(coords, [(x_docs, t_docs[:-1])], progress=False)
+    with pytest.raises(ValueError, match="temperature"):
+        fit_alignment(coords, [(x_docs, t_docs)], temperature=0.0, progress=False)
+
+
 def test_model_from_coords_embeds_the_weighted_sum(static_setup, docs, bert_tokenizer_json):
     """Coordinates of any sign survive the runtime's ReLU (offset trick): the model embeds a
     text as the normalised TF-IDF-weighted sum of its rows (compared through Gram matrices,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 
@@ -128,3 +128,64 @@ def load_corpus_rows(
     if limit is not None:
         order = order[:limit]
     return [texts[i] for i in order], (None if source_column is None else [sources[i] for i in order])
+
+
+def sample_windows(
+    texts: Sequence[str],
+    n: int,
+    *,
+    min_words: int = 6,
+    max_words: int = 48,
+    seed: int = 0,
+) -> list[str]:
+    """`n` distinct sentence-sized windows cut from `texts`, in a seeded order.
+
+    A window is a run of consecutive sentences of a random document (sentences end at
+    ``.``, ``!``, ``?`` or a blank line), starting at a random sentence, grown until it holds
+    a target number of words drawn uniformly from ``[min_words, max_words]``; a window that
+    grows past `max_words` (a long sentence) is cut to the target. Windows under `min_words`
+    words are not kept. Fewer than `n` come back when the texts do not hold that many
+    distinct windows (the draws stop after ``min(20 * n, 50 * len(texts) + n)``).
+
+    Short windows give the teacher's signal at the scale of the texts users compare most
+    (titles, synopses, definitions, sentences) and cost the teacher far less per example
+    than whole documents.
+    """
+    import re
+
+    import numpy as np
+
+    if n <= 0 or not texts:
+        return []
+    if not 1 <= min_words <= max_words:
+        raise ValueError(f"need 1 <= min_words <= max_words, got {min_words}, {max_words}")
+    splitter = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
+    rng = np.random.default_rng(seed)
+    out: list[str] = []
+    seen: set[str] = set()
+    split: dict[int, list[list[str]]] = {}
+    for _ in range(min(20 * n, 50 * len(texts) + n)):
+        if len(out) >= n:
+            break
+        i = int(rng.integers(len(texts)))
+        sentences = split.get(i)
+        if sentences is None:
+            sentences = [w for w in (s.split() for s in splitter.split(texts[i])) if w]
+            if len(texts) <= 10_000:  # small corpora are drawn from again and again
+                split[i] = sentences
+        if not sentences:
+            continue
+        target = int(rng.integers(min_words, max_words + 1))
+        words: list[str] = []
+        for s in sentences[int(rng.integers(len(sentences))) :]:
+            words.extend(s)
+            if len(words) >= target:
+                break
+        words = words[:target] if len(words) > max_words else words
+        if len(words) < min_words:
+            continue
+        window = " ".join(words)
+        if window not in seen:
+            seen.add(window)
+            out.append(window)
+    return out

@@ -12,8 +12,11 @@ Steps (MODEL.md explains each with its measurements):
    TF-IDF-weighted sums match the teacher on the documents and on a word list (the English
    list shipped in the package, or the corpus's own words), which keeps the general
    vocabulary in place while a narrow corpus moves the tokens it uses.
-5. **Whiten** on the sums the model produces (`whitening_projection`), export with the
-   offset trick (`model_from_coords`), float16 first layer by default.
+5. **Whiten** on the sums the model produces (`whitening_projection`); **align**
+   (`fit_alignment`): a linear map of the whitened space trained with the reference's
+   in-batch Gram-matrix KL on documents and sentence-sized windows, folded into the
+   vectors; export with the offset trick (`model_from_coords`), float16 first layer by
+   default.
    Optionally (``residual=True``) the **residual stage** (`luxical.training.residual`):
    multi-word n-grams and a hidden layer trained on top, starting from the static model.
 6. **Health report** on the held-back documents (`luxical.health`): agreement with the
@@ -182,6 +185,10 @@ def train(
     work_dir: str | os.PathLike[str] | None = None,
     seed: int = 0,
     device: str | None = None,
+    windows: int | Mapping[str, int] = 0,
+    window_words: tuple[int, int] = (6, 48),
+    align: bool = True,
+    align_options: dict[str, Any] | None = None,
     residual: bool = False,
     residual_options: dict[str, Any] | None = None,
     progress: bool = True,
@@ -221,6 +228,19 @@ def train(
         work_dir: Teacher caches (default: beside `out`, ``OUT.work``).
         seed: Seeds the shuffle and the fit (deterministic on CPU).
         device: Teacher device ("cpu", "cuda", ...; default: the teacher's choice).
+        windows: Sentence-sized windows (`luxical.training.data.sample_windows`) the
+            teacher also embeds, per part (a count, or a mapping of part names to counts),
+            cut from any document of the part except the held-back ones: the alignment
+            stage matches them beside the documents (they take no part in IDF or the fit,
+            where they lowered retrieval; MODEL.md).
+        window_words: ``(min, max)`` words of a window.
+        align: Fit the alignment (`luxical.training.static.fit_alignment`): a linear map
+            of the whitened coordinates trained with the reference's in-batch Gram-matrix
+            KL loss on the fitted documents and the windows (not the words: single words
+            in the batches lowered the dev suite), so that relations between texts look
+            like the teacher's. Folded into the first layer: no cost when embedding.
+        align_options: Keyword arguments of `fit_alignment` (temperature, epochs, lr,
+            batch_size).
         residual: Add the residual stage (`luxical.training.residual`): multi-word n-grams
             and a hidden layer trained on top of the static model, which they start by
             reproducing. Measured on the dev suite: +0.001 mean (teacher agreement +0.02,
@@ -243,15 +263,19 @@ def train(
         raise ValueError(f"first_layer_dtype must be 'float16' or 'float32', got {first_layer_dtype!r}")
     settings = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in locals().items() if k in (
         "max_docs", "holdout", "epochs", "lr", "word_weight", "whiten", "first_layer_dtype", "teacher_precision",
-        "teacher_max_seq_length", "text_column", "source_column", "seed", "residual", "residual_options")}
+        "teacher_max_seq_length", "text_column", "source_column", "seed", "windows", "window_words", "align",
+        "align_options", "residual", "residual_options")}
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
 
     # 1. corpus: parts, each sampled on its own; the held-back documents of every part last
     parts = _load_parts(corpus, text_column, source_column, seed)
     names = [name for name, _, _ in parts]
-    if isinstance(max_docs, Mapping) and set(max_docs) - set(names):
-        raise ValueError(f"max_docs names parts {sorted(set(max_docs) - set(names))}; the corpus has {names}")
+    for arg, value in (("max_docs", max_docs), ("windows", windows)):
+        if isinstance(value, Mapping) and set(value) - set(names):
+            raise ValueError(f"{arg} names parts {sorted(set(value) - set(names))}; the corpus has {names}")
+    if not 1 <= window_words[0] <= window_words[1]:
+        raise ValueError(f"window_words must be (min, max) with 1 <= min <= max, got {window_words}")
     sizes = []
     for name, texts_i, _ in parts:
         want = max_docs.get(name, 50_000) if isinstance(max_docs, Mapping) else max_docs
@@ -271,7 +295,17 @@ def train(
         held_groups = [name for name, (n_i, h_i) in zip(names, sizes) for _ in range(h_i)]
     else:
         held_groups = None
+    from luxical.training.data import sample_windows
+
+    window_texts = []  # per part: windows of its documents, held-back ones excluded
+    for (name, texts_i, _), (n_i, h_i) in zip(parts, sizes):
+        want = windows.get(name, 0) if isinstance(windows, Mapping) else windows
+        if want < 0:
+            raise ValueError(f"windows must be >= 0, got {want} for {name!r}")
+        pool = texts_i[: n_i - h_i] + texts_i[n_i:]
+        window_texts.append(sample_windows(pool, want, min_words=window_words[0], max_words=window_words[1], seed=seed))
     docs = fit_docs + held_docs
+    all_windows = [w for ws in window_texts for w in ws]
     n_docs, holdout = len(docs), len(held_docs)
     work = Path(work_dir) if work_dir is not None else (
         Path(out).with_suffix(".work") if out is not None else Path("luxical-train.work"))
@@ -283,12 +317,15 @@ def train(
     teacher_id = os.fspath(teacher) if isinstance(teacher, (str, os.PathLike)) else type(teacher).__name__
     tok_json = teacher_tokenizer_json(teacher_model)
     word_list, word_source = _resolve_words(words, docs)
-    caches = doc_caches + [work / "teacher_words", work / "teacher_tokens"]
+    window_caches = [work / ("teacher_windows-" + re.sub(r"[^A-Za-z0-9._-]+", "_", name)) for name in names]
+    caches = doc_caches + [c for c, ws in zip(window_caches, window_texts) if ws] + [work / "teacher_words", work / "teacher_tokens"]
     precision, precision_check = _resolve_precision(teacher_precision, teacher_model, docs[:128], caches)
     if progress:
         shown = ", ".join(f"{name} {n_i}" for name, (n_i, _) in zip(names, sizes))
+        n_windows = sum(len(ws) for ws in window_texts)
         print(f"teacher {teacher_id} in {precision} ({precision_check['reason']}); corpus {len(texts)} documents, "
-              f"embedded by the teacher: {shown}; {len(word_list)} words", flush=True)
+              f"embedded by the teacher: {shown}" + (f", {n_windows} windows" if n_windows else "")
+              + f"; {len(word_list)} words", flush=True)
 
     # 2-3. vocabulary, start vectors, IDF
     ngrams = token_vocabulary(tok_json)
@@ -319,6 +356,8 @@ def train(
     t2 = time.perf_counter()
     per_part = [teacher_embed(texts_i[:n_i], cache, teacher_max_seq_length, 64)
                 for (_, texts_i, _), (n_i, _), cache in zip(parts, sizes, doc_caches)]
+    window_targets = [teacher_embed(ws, cache, teacher_max_seq_length, 128)
+                      for ws, cache in zip(window_texts, window_caches) if ws]
     doc_targets = np.vstack([t[: n_i - h_i] for t, (n_i, h_i) in zip(per_part, sizes)]
                             + [t[n_i - h_i : n_i] for t, (n_i, h_i) in zip(per_part, sizes)])
     word_targets = teacher_embed(word_list, work / "teacher_words", 32, 1024) if word_list else None
@@ -335,7 +374,22 @@ def train(
 
     # 5. whitening and export
     mean, projection = whitening_projection(fitted, [x_docs, x_words] if x_words is not None else [x_docs], power=whiten)
-    model = model_from_coords(tok_json, ngrams, idf, (fitted.astype(np.float64) - mean) @ projection)
+    coords = (fitted.astype(np.float64) - mean) @ projection
+    align_report = None
+    if align:
+        from luxical.training.static import fit_alignment
+
+        t4 = time.perf_counter()
+        n_fit = n_docs - holdout
+        samples = [(x_docs[:n_fit], doc_targets[:n_fit])]
+        if all_windows:
+            samples.append((tfidf(all_windows, max_tokens=max(1, teacher_max_seq_length - 2)), np.vstack(window_targets)))
+        held_pair = (x_docs[n_fit:], doc_targets[n_fit:]) if holdout >= 2 else None
+        alignment, align_report = fit_alignment(coords, samples, held=held_pair, seed=seed, progress=progress,
+                                                **(align_options or {}))
+        coords = coords @ alignment
+        timings["align_s"] = time.perf_counter() - t4
+    model = model_from_coords(tok_json, ngrams, idf, coords)
     residual_report = None
     if residual:
         from luxical.training.residual import residual_stage
@@ -354,11 +408,12 @@ def train(
     timings["total_s"] = time.perf_counter() - t0
     report: dict[str, Any] = {
         "recipe": "static+residual" if residual else "static", "settings": settings, "teacher": teacher_id, "teacher_precision": precision,
-        "teacher_precision_check": precision_check, "corpus_documents": len(texts), "teacher_documents": n_docs,
-        "parts": {name: {"documents": len(texts_i), "teacher_documents": n_i, "holdout": h_i}
-                  for (name, texts_i, _), (n_i, h_i) in zip(parts, sizes)},
+        "teacher_precision_check": precision_check, "corpus_documents": len(texts), "teacher_documents": sum(n_i for n_i, _ in sizes),
+        "teacher_windows": sum(len(ws) for ws in window_texts),
+        "parts": {name: {"documents": len(texts_i), "teacher_documents": n_i, "holdout": h_i, "windows": len(ws)}
+                  for (name, texts_i, _), (n_i, h_i), ws in zip(parts, sizes, window_texts)},
         "words": len(word_list), "word_source": word_source, "vocabulary": len(ngrams),
-        "layer_dims": model.layer_dims, "fit": fit_report, "residual": residual_report, "health": health.to_dict(),
+        "layer_dims": model.layer_dims, "fit": fit_report, "align": align_report, "residual": residual_report, "health": health.to_dict(),
         "timings": timings,
     }
     if out is not None:

@@ -171,6 +171,132 @@ def whitening_projection(
     return mean, vt[keep].T / singular[keep] ** power
 
 
+def fit_alignment(
+    coords: np.ndarray,
+    samples: Sequence[tuple[Any, np.ndarray]],
+    *,
+    held: tuple[Any, np.ndarray] | None = None,
+    temperature: float = 0.1,
+    epochs: int = 3,
+    lr: float = 1e-3,
+    batch_size: int = 1024,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A linear map of the (whitened) coordinates, fitted so that each text's cosines to the
+    other texts of its batch are distributed as the teacher's are.
+
+    The loss is the reference Luxical's: the KL divergence between the row-wise softmax
+    of the student's and the teacher's in-batch cosine matrices at `temperature`, the
+    diagonal removed. Only the ``(k, k)`` map ``M`` is trained (from the identity): the
+    fitted vectors keep what the regression taught them, and the map reshapes the space
+    so that relations between texts look like the teacher's. A linear map of the summed
+    coordinates is a map of each row (``(x @ C) @ M == x @ (C @ M)``), so the exported model
+    holds ``coords @ M`` and embeds at the same cost.
+
+    Args:
+        coords: ``(vocab, k)`` coordinates (`whitening_projection` applied).
+        samples: ``[(x, targets)]``: TF-IDF rows (scipy sparse, ``(n, vocab)``) and their
+            teacher embeddings; all of them are shuffled together into the batches.
+        held: Held-back ``(x, targets)`` to report pairwise agreement on (Spearman of the
+            model's vs the teacher's cosines on up to 20,000 random pairs) before and after
+            each epoch.
+        temperature, epochs, lr, batch_size: The fit (Adam).
+        seed: Seeds batches and the reported pairs.
+
+    Returns:
+        The ``(k, k)`` map and a report (``held_agreement`` per epoch, ``train_s``).
+    """
+    import time
+
+    import scipy.sparse
+    import torch
+    import torch.nn.functional as F
+
+    t0 = time.perf_counter()
+    coords = np.asarray(coords, dtype=np.float64)
+    if not samples:
+        raise ValueError("fit_alignment needs at least one (x, targets) sample")
+    if temperature <= 0 or batch_size < 2:
+        raise ValueError(f"need temperature > 0 and batch_size >= 2, got {temperature}, {batch_size}")
+
+    def unit(a: np.ndarray) -> np.ndarray:
+        n = np.linalg.norm(a, axis=1, keepdims=True)
+        return (a / np.maximum(n, 1e-12)).astype(np.float32)
+
+    zs, ts = [], []
+    for x, t in samples:
+        x = scipy.sparse.csr_matrix(x)
+        if x.shape != (len(t), len(coords)):
+            raise ValueError(f"a sample is {x.shape} for {len(t)} targets and {len(coords)} coordinates")
+        zs.append(unit(np.asarray(x @ coords)))
+        ts.append(unit(np.asarray(t, dtype=np.float32)))
+    z, t = np.vstack(zs), np.vstack(ts)
+    keep = np.linalg.norm(z, axis=1) > 0  # a text without any vocabulary n-gram has no direction
+    z_t, t_t = torch.from_numpy(z[keep]), torch.from_numpy(t[keep])
+    if len(z_t) < batch_size:
+        batch_size = len(z_t)
+    if batch_size < 2:
+        raise ValueError("fit_alignment needs at least two non-empty sample texts")
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    k = coords.shape[1]
+    m = torch.nn.Parameter(torch.eye(k))
+    opt = torch.optim.Adam([m], lr=lr)
+    off = ~torch.eye(batch_size, dtype=torch.bool)
+
+    held_eval = None
+    if held is not None:
+        from scipy.stats import spearmanr
+
+        zh = torch.from_numpy(unit(np.asarray(scipy.sparse.csr_matrix(held[0]) @ coords)))
+        th = unit(np.asarray(held[1], dtype=np.float32))
+        pairs = rng.integers(0, len(th), (20_000, 2))
+        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+        t_cos = np.sum(th[pairs[:, 0]] * th[pairs[:, 1]], axis=1)
+
+        def held_eval() -> float:
+            with torch.no_grad():
+                e = F.normalize(zh @ m, dim=1).numpy()
+            return float(spearmanr(np.sum(e[pairs[:, 0]] * e[pairs[:, 1]], axis=1), t_cos)[0])
+
+    report: dict[str, Any] = {"texts": int(len(z_t)), "held_agreement": [held_eval() if held_eval else None]}
+    steps = len(z_t) // batch_size
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs * steps, desc="Aligning", unit="step", dynamic_ncols=True)
+    try:
+        for _ in range(epochs):
+            order = torch.from_numpy(rng.permutation(len(z_t)))
+            for step in range(steps):
+                rows = order[step * batch_size : (step + 1) * batch_size]
+                e = F.normalize(z_t[rows] @ m, dim=1)
+                tb = t_t[rows]
+                student = (e @ e.T / temperature)[off].view(batch_size, -1)
+                teacher = (tb @ tb.T / temperature)[off].view(batch_size, -1)
+                loss = F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher, 1), log_target=True,
+                                reduction="batchmean")
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if bar is not None:
+                    bar.update(1)
+            report["held_agreement"].append(held_eval() if held_eval else None)
+            if bar is not None and held_eval:
+                bar.set_postfix(held_agreement=f"{report['held_agreement'][-1]:.4f}")
+    finally:
+        if bar is not None:
+            bar.close()
+    out = m.detach().double().numpy()
+    if not np.isfinite(out).all():
+        raise FloatingPointError("the alignment produced a non-finite map; lower lr")
+    report["train_s"] = time.perf_counter() - t0
+    return out, report
+
+
 def offset_basis(dim: int) -> np.ndarray:
     """``(dim, dim - 1)``: an orthonormal basis of the subspace of R^dim orthogonal to the
     all-ones vector (where `model_from_coords` puts the coordinates)."""
