@@ -36,6 +36,6 @@ def test_paraphrase_pairs_are_closer_than_unrelated_pairs(short2long):
     d = luxical.embed([p[1] for p in short2long])
     matched = np.sum(q * d, axis=1)
     unrelated = np.sum(q * np.roll(d, 1, axis=0), axis=1)
-    # Measured: 99.7% of these 300 pairs, mean cosine 0.59 matched vs 0.11 unrelated.
+    # Measured: 99.3% of these 300 pairs, mean cosine 0.59 matched vs 0.10 unrelated.
     assert np.mean(matched > unrelated) >= 0.9
     assert matched.mean() > unrelated.mean() + 0.2

@@ -255,7 +255,7 @@ def test_recipe_with_corpus_parts(docs, static_teacher, tmp_path):
     half = len(docs) // 2
     tech, general = docs[:half], docs[half:] + docs[:5]  # 5 repeats of the first part
     model, report = train({"tech": tech, "general": general}, static_teacher, None, max_docs={"tech": 200},
-                          holdout=20, words="none", epochs=1, teacher_precision="float32", work_dir=tmp_path,
+                          holdout=20, words="none", epochs=1, windows=0, teacher_precision="float32", work_dir=tmp_path,
                           progress=False)
     parts = report["parts"]
     n_tech, n_general = len(set(tech)), len(set(general) - set(tech))  # the repeats dropped

@@ -1714,7 +1714,7 @@ def _train(args: argparse.Namespace) -> int:
                     "batch_size": 1024, "temperature": 3.0, "limit": None}
     static_only = {"max_docs": 50_000, "words": "english", "whiten": 0.6, "word_weight": 1.0,
                    "teacher_precision": "auto", "source_column": None, "first_layer_dtype": "float16", "residual": None,
-                   "part": None, "windows": 0}
+                   "part": None, "windows": 20_000}
     asked = {k for k in (*distill_only, *static_only) if getattr(args, k) is not None}
     wrong = sorted(asked & set(distill_only if args.recipe == "static" else static_only))
     if wrong:
@@ -1926,7 +1926,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "--max-docs applies to each part; health per part)")
     tr.add_argument("--windows", type=int, default=None, metavar="N",
                     help="static: sentence-sized windows per corpus part, cut from its documents (held-back ones "
-                         "excluded), that the teacher also embeds and the fit also matches (default 0)")
+                         "excluded), that the teacher also embeds and the alignment matches beside the documents "
+                         "(default 20000; 0: none)")
     tr.add_argument("--residual", action="store_true", default=None,
                     help="static: add the residual stage (multi-word n-grams + a hidden layer trained on top; see MODEL.md)")
     tr.add_argument("--limit", type=int, default=None, help="distill: train on the first N shuffled documents")

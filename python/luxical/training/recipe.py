@@ -185,7 +185,7 @@ def train(
     work_dir: str | os.PathLike[str] | None = None,
     seed: int = 0,
     device: str | None = None,
-    windows: int | Mapping[str, int] = 0,
+    windows: int | Mapping[str, int] = 20_000,
     window_words: tuple[int, int] = (6, 48),
     align: bool = True,
     align_options: dict[str, Any] | None = None,
@@ -232,7 +232,8 @@ def train(
             teacher also embeds, per part (a count, or a mapping of part names to counts),
             cut from any document of the part except the held-back ones: the alignment
             stage matches them beside the documents (they take no part in IDF or the fit,
-            where they lowered retrieval; MODEL.md).
+            where they lowered retrieval; MODEL.md). 20,000 raised the dev suite of a
+            20,000-document run from 0.575 to 0.582 for ~1 min of teacher time (AMX).
         window_words: ``(min, max)`` words of a window.
         align: Fit the alignment (`luxical.training.static.fit_alignment`): a linear map
             of the whitened coordinates trained with the reference's in-batch Gram-matrix
