@@ -315,6 +315,9 @@ def test_recipe_aligns_on_windows_of_the_training_documents(docs, static_teacher
     plain, _ = train(docs, static_teacher, None, max_docs=200, holdout=20, words="none", epochs=1,
                      teacher_precision="float32", work_dir=tmp_path / "plain", progress=False)
     assert np.array_equal(model.idf, plain.idf)
+    _, unaligned = train(docs, static_teacher, None, max_docs=200, holdout=20, windows=60, align=False, words="none",
+                         epochs=1, teacher_precision="float32", work_dir=tmp_path / "unaligned", progress=False)
+    assert unaligned["teacher_windows"] == 0 and unaligned["align"] is None
     with pytest.raises(ValueError, match="windows names parts"):
         train({"tech": docs}, static_teacher, None, windows={"other": 5}, teacher_precision="float32",
               work_dir=tmp_path, progress=False)

@@ -232,7 +232,8 @@ def train(
             teacher also embeds, per part (a count, or a mapping of part names to counts),
             cut from any document of the part except the held-back ones: the alignment
             stage matches them beside the documents (they take no part in IDF or the fit,
-            where they lowered retrieval; MODEL.md). 20,000 raised the dev suite of a
+            where they lowered retrieval; MODEL.md), so none are cut when `align` is
+            False. 20,000 raised the dev suite of a
             20,000-document run from 0.575 to 0.582 for ~1 min of teacher time (AMX).
         window_words: ``(min, max)`` words of a window.
         align: Fit the alignment (`luxical.training.static.fit_alignment`): a linear map
@@ -303,6 +304,8 @@ def train(
         want = windows.get(name, 0) if isinstance(windows, Mapping) else windows
         if want < 0:
             raise ValueError(f"windows must be >= 0, got {want} for {name!r}")
+        if not align:  # only the alignment uses them: no teacher time for nothing
+            want = 0
         pool = texts_i[: n_i - h_i] + texts_i[n_i:]
         window_texts.append(sample_windows(pool, want, min_words=window_words[0], max_words=window_words[1], seed=seed))
     docs = fit_docs + held_docs
