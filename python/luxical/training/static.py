@@ -1,4 +1,5 @@
-"""Fitting a static (bag-of-n-grams) student to a teacher by regression, and whitening it.
+"""Fitting a static (bag-of-n-grams) student to a teacher by regression, whitening it,
+and aligning its relations between texts with the teacher's (`fit_alignment`).
 
 The default model embeds a text as the whitened, TF-IDF-weighted sum of its word pieces'
 vectors. The vectors start as the teacher's embeddings of each word piece's string
