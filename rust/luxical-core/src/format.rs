@@ -611,6 +611,7 @@ pub fn transpose_stored_f32(
     let mut out = Vec::new();
     out.try_reserve_exact(rows * cols)
         .map_err(|_| malformed(format!("cannot allocate {rows} x {cols} floats")))?;
+    crate::advise_spare_capacity(&mut out);
     out.resize(rows * cols, 0.0f32);
     if rows == 0 || cols == 0 {
         return Ok(Some((rows, cols, out)));
@@ -701,6 +702,7 @@ pub fn read_f32_transposed<R: Read + Seek>(
     let mut out = Vec::new();
     out.try_reserve_exact(rows * cols)
         .map_err(|_| malformed(format!("cannot allocate {rows} x {cols} floats")))?;
+    crate::advise_spare_capacity(&mut out);
     if header.fortran {
         // Column-major [rows, cols] is row-major [cols, rows]: already the order we want.
         let mut buf = vec![0u8; (1 << 20) * size];

@@ -14,6 +14,10 @@ struct Slot {
 
 const EMPTY: u32 = u32::MAX;
 
+/// The value of a key that is not a feature but a step towards one (see
+/// `Vocabulary`'s pruned n-gram enumeration).
+pub const BRIDGE: u32 = u32::MAX - 1;
+
 /// Map from 64-bit n-gram hashes to feature indices (`< u32::MAX`).
 #[derive(Debug, Clone)]
 pub struct HashIndex {
@@ -27,16 +31,20 @@ impl HashIndex {
     /// An empty table with room for `n` entries at a load factor of at most 1/2.
     pub fn with_capacity(n: usize) -> Self {
         let cap = (2 * n).max(16).next_power_of_two();
+        let mut slots = Vec::with_capacity(cap);
+        // Lookups land on random slots: huge pages spare them a TLB miss each.
+        crate::advise_spare_capacity(&mut slots);
+        slots.resize(
+            cap,
+            Slot {
+                key: 0,
+                value: EMPTY,
+            },
+        );
         Self {
             shift: 64 - cap.trailing_zeros(),
             mask: cap - 1,
-            slots: vec![
-                Slot {
-                    key: 0,
-                    value: EMPTY
-                };
-                cap
-            ],
+            slots,
             len: 0,
         }
     }
@@ -49,13 +57,10 @@ impl HashIndex {
     }
 
     /// Inserts or overwrites `key`. `value` must be `< u32::MAX`; the table must have been
-    /// built with room for every key (`with_capacity`).
+    /// built with room for every key (`with_capacity`), or have `spare() > 0`.
     pub fn insert(&mut self, key: u64, value: u32) {
         assert!(value != EMPTY, "value u32::MAX is reserved");
-        assert!(
-            self.len < self.slots.len() / 2 + 1,
-            "HashIndex over capacity"
-        );
+        assert!(self.len < self.max_len(), "HashIndex over capacity");
         let mut i = self.home(key);
         loop {
             let slot = &mut self.slots[i];
@@ -96,6 +101,17 @@ impl HashIndex {
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Most entries the table takes: a load factor of 5/8 (`with_capacity(n)` sizes it for
+    /// at most 1/2 with `n` entries; the rest is room for a few extra keys).
+    fn max_len(&self) -> usize {
+        self.slots.len() / 8 * 5
+    }
+
+    /// How many more keys fit.
+    pub fn spare(&self) -> usize {
+        self.max_len().saturating_sub(self.len)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -139,5 +155,21 @@ mod tests {
             assert_eq!(ours.get(k), want.get(&k).copied());
         }
         assert_eq!(ours.get(0), want.get(&0).copied());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn large_tables_are_advised_for_huge_pages() {
+        // 2M entries: 4M slots of 16 bytes (64 MiB), the Luxical-One table's size.
+        let table = HashIndex::with_capacity(1 << 21);
+        let middle = table.slots.as_ptr() as usize + table.slots.len() * 8;
+        let flags = crate::vm_flags_at(middle).expect("the table is mapped");
+        assert!(
+            flags.iter().any(|f| f == "hg"),
+            "no MADV_HUGEPAGE: {flags:?}"
+        );
+        // A small table is left alone (the advice is per mapping, and it shares one).
+        let small = HashIndex::with_capacity(100);
+        assert_eq!(small.get(1), None);
     }
 }

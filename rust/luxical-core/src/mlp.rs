@@ -166,11 +166,17 @@ impl Network {
                         i / self.first_dim.max(1)
                     )));
                 }
-                let mut packed = vec![0.0f32; TableDtype::Float16.buffer_len(self.vocab_size, self.first_dim)];
+                let n = TableDtype::Float16.buffer_len(self.vocab_size, self.first_dim);
+                let mut packed = Vec::with_capacity(n);
+                crate::advise_spare_capacity(&mut packed);
+                packed.resize(n, 0.0f32);
                 {
                     // SAFETY: a float32 buffer viewed as twice as many u16 (alignment 4 >= 2).
                     let bits: &mut [u16] = unsafe {
-                        std::slice::from_raw_parts_mut(packed.as_mut_ptr().cast::<u16>(), packed.len() * 2)
+                        std::slice::from_raw_parts_mut(
+                            packed.as_mut_ptr().cast::<u16>(),
+                            packed.len() * 2,
+                        )
                     };
                     use rayon::prelude::*;
                     bits[..src.len()]
@@ -197,7 +203,9 @@ impl Network {
         let f: &[f32] = &self.first_in_out;
         // SAFETY: float16 values are stored two per f32 slot (see `TableDtype::buffer_len`);
         // u16 needs less alignment than f32; the length is within the buffer.
-        unsafe { std::slice::from_raw_parts(f.as_ptr().cast::<u16>(), self.vocab_size * self.first_dim) }
+        unsafe {
+            std::slice::from_raw_parts(f.as_ptr().cast::<u16>(), self.vocab_size * self.first_dim)
+        }
     }
 
     /// The first layer's table `[vocab, dim0]` as float32 values.
@@ -305,8 +313,12 @@ impl Network {
             out_dim: self.first_dim,
             in_dim: self.vocab_size,
             weights_out_in: match self.table {
-                TableDtype::Float32 => transpose(&self.first_in_out, self.vocab_size, self.first_dim),
-                TableDtype::Float16 => transpose(&self.table_f32(), self.vocab_size, self.first_dim),
+                TableDtype::Float32 => {
+                    transpose(&self.first_in_out, self.vocab_size, self.first_dim)
+                }
+                TableDtype::Float16 => {
+                    transpose(&self.table_f32(), self.vocab_size, self.first_dim)
+                }
             },
         }];
         layers.extend(self.dense.iter().map(|l| DenseLayer {
@@ -407,7 +419,9 @@ impl Network {
             };
             let input = &src[..n_rows * cur_dim];
             match &self.reduced {
-                Reduced::Int8(q) if i < q.len() => q[i].matmul(input, n_rows, target, &mut quantized),
+                Reduced::Int8(q) if i < q.len() => {
+                    q[i].matmul(input, n_rows, target, &mut quantized)
+                }
                 Reduced::Bf16(q) if i < q.len() => q[i].matmul(input, n_rows, target, &mut rounded),
                 _ => layer.matmul(input, n_rows, target),
             }
@@ -443,7 +457,11 @@ fn sum_squares(x: &[f32]) -> f64 {
             *lane += f64::from(v) * f64::from(v);
         }
     }
-    let tail: f64 = chunks.remainder().iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    let tail: f64 = chunks
+        .remainder()
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum();
     lanes.iter().sum::<f64>() + tail
 }
 
@@ -458,7 +476,9 @@ fn f16c_available() -> bool {
     {
         static F16C: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *F16C.get_or_init(|| {
-            crate::gemm::simd_kernels() && is_x86_feature_detected!("avx") && is_x86_feature_detected!("f16c")
+            crate::gemm::simd_kernels()
+                && is_x86_feature_detected!("avx")
+                && is_x86_feature_detected!("f16c")
         })
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -483,7 +503,10 @@ unsafe fn accumulate_f16_f16c(row: &mut [f32], value: f32, w: &[u16]) {
     while i + 8 <= n {
         let wk = _mm256_cvtph_ps(_mm_loadu_si128(w.as_ptr().add(i).cast()));
         let acc = _mm256_loadu_ps(row.as_ptr().add(i));
-        _mm256_storeu_ps(row.as_mut_ptr().add(i), _mm256_add_ps(acc, _mm256_mul_ps(v, wk)));
+        _mm256_storeu_ps(
+            row.as_mut_ptr().add(i),
+            _mm256_add_ps(acc, _mm256_mul_ps(v, wk)),
+        );
         i += 8;
     }
     for k in i..n {
@@ -678,10 +701,18 @@ mod tests {
             };
             let w: Vec<f32> = (0..vocab * d).map(|_| next()).collect();
             let w16: Vec<f32> = w.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
-            let indices: Vec<u32> = (0..vocab as u32).rev().step_by(2).chain([0, 0, 3]).collect();
+            let indices: Vec<u32> = (0..vocab as u32)
+                .rev()
+                .step_by(2)
+                .chain([0, 0, 3])
+                .collect();
             let values: Vec<f32> = indices.iter().map(|&i| 0.1 + i as f32 / 7.0).collect();
             let gather = |weights: &[f32], table: TableDtype| {
-                let mut net = Network::from_layers(vec![layer(d, vocab, weights), layer(2, d, &vec![0.5; 2 * d])]).unwrap();
+                let mut net = Network::from_layers(vec![
+                    layer(d, vocab, weights),
+                    layer(2, d, &vec![0.5; 2 * d]),
+                ])
+                .unwrap();
                 net.set_table_dtype(table).unwrap();
                 assert_eq!(net.table_dtype(), table);
                 let mut row = vec![f32::NAN; d];
@@ -708,8 +739,14 @@ mod tests {
         }
         // Weights beyond float16's range are refused, naming the layer.
         let mut net = Network::from_layers(vec![layer(2, 2, &[1.0, 7.0e4, 0.0, 1.0])]).unwrap();
-        let err = net.set_table_dtype(TableDtype::Float16).unwrap_err().to_string();
-        assert!(err.contains("nn_layer_0") && err.contains("float16"), "{err}");
+        let err = net
+            .set_table_dtype(TableDtype::Float16)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nn_layer_0") && err.contains("float16"),
+            "{err}"
+        );
         assert_eq!(net.table_dtype(), TableDtype::Float32);
     }
 

@@ -25,7 +25,7 @@ pub fn fnv1a_absorb_u32(mut state: u64, token: u32) -> u64 {
 
 /// Absorbs `n_pad` padding tokens (all bytes 0xFF).
 #[inline(always)]
-fn fnv1a_absorb_padding(mut state: u64, n_pad: usize) -> u64 {
+pub fn fnv1a_absorb_padding(mut state: u64, n_pad: usize) -> u64 {
     for _ in 0..n_pad * 4 {
         state ^= 0xFF;
         state = state.wrapping_mul(FNV_PRIME);
