@@ -345,6 +345,7 @@ impl Network {
             return;
         }
         let weights: &[f32] = &self.first_in_out;
+        let wide = gather_width();
         for (j, (&idx, &value)) in indices.iter().zip(values).enumerate() {
             // The rows are scattered over a table far larger than the caches: ask for the
             // row a few features ahead so that its misses overlap this row's work.
@@ -352,8 +353,18 @@ impl Network {
                 prefetch_row(weights, ahead as usize * d, d);
             }
             let w = &weights[idx as usize * d..(idx as usize + 1) * d];
-            for (acc, &wk) in row.iter_mut().zip(w) {
-                *acc += value * wk;
+            #[cfg(target_arch = "x86_64")]
+            match wide {
+                // SAFETY: the kernels were chosen for this CPU (`gather_width`); `w` and
+                // `row` both have `d` elements.
+                GatherWidth::Avx512 => unsafe { accumulate_f32_avx512(row, value, w) },
+                GatherWidth::Avx2 => unsafe { accumulate_f32_avx2(row, value, w) },
+                GatherWidth::Scalar => accumulate_f32(row, value, w),
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                let _ = wide;
+                accumulate_f32(row, value, w);
             }
         }
     }
@@ -512,6 +523,83 @@ unsafe fn accumulate_f16_f16c(row: &mut [f32], value: f32, w: &[u16]) {
     for k in i..n {
         row[k] += value * half::f16::from_bits(w[k]).to_f32();
     }
+}
+
+/// How wide the first layer's accumulation runs: the widest vectors of the chosen
+/// float32 kernel family (`LUXICAL_KERNEL=portable` gives the plain loop, which the build
+/// target's baseline, SSE2 on x86-64, vectorises 4 wide). Every width computes the same
+/// bits: a product and a sum per element, both rounded, in the same order (no FMA).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum GatherWidth {
+    Scalar,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx2,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx512,
+}
+
+fn gather_width() -> GatherWidth {
+    match crate::gemm::kernels().float32 {
+        #[cfg(target_arch = "x86_64")]
+        crate::gemm::Kernel::Avx512 | crate::gemm::Kernel::Amx => GatherWidth::Avx512,
+        #[cfg(target_arch = "x86_64")]
+        crate::gemm::Kernel::Avx2 => GatherWidth::Avx2,
+        _ => GatherWidth::Scalar,
+    }
+}
+
+/// `row += value * w`, elementwise (the definition the vector versions reproduce).
+#[inline]
+fn accumulate_f32(row: &mut [f32], value: f32, w: &[f32]) {
+    for (acc, &wk) in row.iter_mut().zip(w) {
+        *acc += value * wk;
+    }
+}
+
+/// [`accumulate_f32`], 16 lanes at a time.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn accumulate_f32_avx512(row: &mut [f32], value: f32, w: &[f32]) {
+    use std::arch::x86_64::*;
+    let n = row.len().min(w.len());
+    let v = _mm512_set1_ps(value);
+    let mut i = 0;
+    while i + 16 <= n {
+        let acc = _mm512_loadu_ps(row.as_ptr().add(i));
+        let wk = _mm512_loadu_ps(w.as_ptr().add(i));
+        _mm512_storeu_ps(
+            row.as_mut_ptr().add(i),
+            _mm512_add_ps(acc, _mm512_mul_ps(v, wk)),
+        );
+        i += 16;
+    }
+    accumulate_f32(&mut row[i..n], value, &w[i..n]);
+}
+
+/// [`accumulate_f32`], 8 lanes at a time.
+///
+/// # Safety
+/// AVX must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn accumulate_f32_avx2(row: &mut [f32], value: f32, w: &[f32]) {
+    use std::arch::x86_64::*;
+    let n = row.len().min(w.len());
+    let v = _mm256_set1_ps(value);
+    let mut i = 0;
+    while i + 8 <= n {
+        let acc = _mm256_loadu_ps(row.as_ptr().add(i));
+        let wk = _mm256_loadu_ps(w.as_ptr().add(i));
+        _mm256_storeu_ps(
+            row.as_mut_ptr().add(i),
+            _mm256_add_ps(acc, _mm256_mul_ps(v, wk)),
+        );
+        i += 8;
+    }
+    accumulate_f32(&mut row[i..n], value, &w[i..n]);
 }
 
 /// Hints the cache lines of `weights[start..start + len]`.
@@ -765,6 +853,51 @@ mod tests {
         let err = Network::from_layers(vec![layer(3, 4, &[0.0; 12]), layer(2, 5, &[0.0; 10])])
             .unwrap_err();
         assert!(err.to_string().contains("do not chain"), "{err}");
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_gather_width_computes_the_same_bits() {
+        // Rows of every length up to 70 (vector bodies and tails) and 96, values and
+        // weights of mixed sign and magnitude, 50 rows summed into one accumulator.
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
+        };
+        let avx512 = is_x86_feature_detected!("avx512f");
+        let avx = is_x86_feature_detected!("avx");
+        for d in (1..=70).chain([96]) {
+            let rows: Vec<(f32, Vec<f32>)> = (0..50)
+                .map(|_| (next(), (0..d).map(|_| next()).collect()))
+                .collect();
+            let mut want = vec![0.0f32; d];
+            for (value, w) in &rows {
+                accumulate_f32(&mut want, *value, w);
+            }
+            let mut got512 = vec![0.0f32; d];
+            let mut got256 = vec![0.0f32; d];
+            for (value, w) in &rows {
+                // SAFETY: each runs only where its feature was detected.
+                unsafe {
+                    if avx512 {
+                        accumulate_f32_avx512(&mut got512, *value, w);
+                    }
+                    if avx {
+                        accumulate_f32_avx2(&mut got256, *value, w);
+                    }
+                }
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            if avx512 {
+                assert_eq!(bits(&got512), bits(&want), "avx512, d = {d}");
+            }
+            if avx {
+                assert_eq!(bits(&got256), bits(&want), "avx, d = {d}");
+            }
+        }
     }
 
     #[test]
