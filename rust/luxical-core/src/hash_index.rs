@@ -160,6 +160,9 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn large_tables_are_advised_for_huge_pages() {
+        if !crate::kernel_has_thp() {
+            return;
+        }
         // 2M entries: 4M slots of 16 bytes (64 MiB), the Luxical-One table's size.
         let table = HashIndex::with_capacity(1 << 21);
         let middle = table.slots.as_ptr() as usize + table.slots.len() * 8;

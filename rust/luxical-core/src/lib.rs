@@ -75,6 +75,17 @@ pub(crate) fn advise_spare_capacity<T>(vec: &mut Vec<T>) {
     advise_huge_pages(spare.as_ptr().cast::<u8>(), std::mem::size_of_val(spare));
 }
 
+/// Whether this kernel has transparent huge pages at all (else `MADV_HUGEPAGE` fails and
+/// the tests of the advice have nothing to check).
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) fn kernel_has_thp() -> bool {
+    let has = std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists();
+    if !has {
+        eprintln!("skipped: this kernel has no transparent huge pages (no /sys/kernel/mm/transparent_hugepage)");
+    }
+    has
+}
+
 /// The `VmFlags` of the mapping holding `addr` in this process (`/proc/self/smaps`): tests
 /// check that the huge-page advice (`hg`) reached the kernel.
 #[cfg(all(test, target_os = "linux"))]
