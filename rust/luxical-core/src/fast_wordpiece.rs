@@ -439,13 +439,7 @@ mod tests {
             ("<s>", false),
             ("[S", false),
         ]);
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = crate::test_rng(0x9E37_79B9_7F4A_7C15u64);
         // Texts made of pieces of the tokens, their case variants, control characters
         // and filler, so that near misses, overlaps and tokens at either end all occur.
         let pieces: [&[u8]; 12] = [

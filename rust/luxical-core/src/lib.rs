@@ -109,3 +109,14 @@ pub(crate) fn vm_flags_at(addr: usize) -> Option<Vec<String>> {
     }
     None
 }
+
+/// A seeded xorshift64 generator for tests: each call gives a value below `n`.
+#[cfg(test)]
+pub(crate) fn test_rng(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    }
+}

@@ -367,13 +367,7 @@ mod tests {
         // Random vocabularies over a small alphabet (so that documents hit often), most of
         // them not closed under taking sides (an n-gram whose (n-1)-grams are absent),
         // against random documents.
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = crate::test_rng(0x2545_f491_4f6c_dd1du64);
         let mut pruned_models = 0;
         for trial in 0..300 {
             let max_len = 1 + (trial % 5);
