@@ -1,4 +1,5 @@
-//! N-gram enumeration over token ids and the n-gram hash.
+//! The n-gram hash (n-grams are enumerated, and hashed incrementally, by
+//! `Vocabulary::count_features`).
 //!
 //! The hash is part of the model file format (v1): the reference stores, for every
 //! recognized n-gram, `ngram_hash_to_ngram_idx_keys[i] = fnv1a64(bytes(row))` where `row`
@@ -50,30 +51,6 @@ pub fn hash_padded_row(row: &[u32]) -> u64 {
         .fold(FNV_OFFSET_BASIS, |s, &t| fnv1a_absorb_u32(s, t))
 }
 
-/// Calls `visit(hash)` for every n-gram of `tokens` of length 1..=`max_ngram_len`, in the
-/// reference's order: all unigrams left to right, then all bigrams, and so on.
-///
-/// `states` is scratch space (reused across documents to avoid allocation). Each window's
-/// hash is built incrementally from the previous length's prefix state, so a document of
-/// T tokens costs O(T * max_ngram_len) byte steps rather than O(T * max_ngram_len^2).
-pub fn for_each_ngram_hash(
-    tokens: &[u32],
-    max_ngram_len: usize,
-    states: &mut Vec<u64>,
-    mut visit: impl FnMut(u64),
-) {
-    states.clear();
-    states.resize(tokens.len(), FNV_OFFSET_BASIS);
-    for len in 1..=max_ngram_len.min(tokens.len()) {
-        let n_windows = tokens.len() + 1 - len;
-        let n_pad = max_ngram_len - len;
-        for (start, state) in states[..n_windows].iter_mut().enumerate() {
-            *state = fnv1a_absorb_u32(*state, tokens[start + len - 1]);
-            visit(fnv1a_absorb_padding(*state, n_pad));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,32 +91,5 @@ mod tests {
             assert_eq!(hash_ngram(&toks[..len], 5), naive_hash(&toks[..len], 5));
         }
         assert_eq!(hash_ngram(&toks[..2], 3), naive_hash(&toks[..2], 3));
-    }
-
-    #[test]
-    fn enumeration_order_and_count() {
-        let toks = [1u32, 2, 3, 4];
-        let mut states = Vec::new();
-        let mut got = Vec::new();
-        for_each_ngram_hash(&toks, 3, &mut states, |h| got.push(h));
-        let mut want = Vec::new();
-        for len in 1..=3 {
-            for s in 0..=toks.len() - len {
-                want.push(naive_hash(&toks[s..s + len], 3));
-            }
-        }
-        // 4 unigrams + 3 bigrams + 2 trigrams, in length-major order.
-        assert_eq!(got.len(), 9);
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn short_documents_yield_only_fitting_lengths() {
-        let mut states = Vec::new();
-        let mut n = 0;
-        for_each_ngram_hash(&[5, 6], 5, &mut states, |_| n += 1);
-        assert_eq!(n, 3);
-        for_each_ngram_hash(&[], 5, &mut states, |_| n += 1);
-        assert_eq!(n, 3);
     }
 }

@@ -175,8 +175,9 @@ impl Vocabulary {
 
     /// Appends `(feature index, count)` for every recognized n-gram of `tokens` to
     /// `features`, in order of first occurrence in the reference's enumeration order
-    /// (length-major: all unigrams left to right, then all bigrams, and so on; see
-    /// `ngrams::for_each_ngram_hash`). Returns the number of features added.
+    /// (length-major: all unigrams left to right, then all bigrams, and so on; each
+    /// window's hash built from its start's state one token shorter, so a document of T
+    /// tokens costs O(T * max_ngram_len) byte steps). Returns the number of features added.
     pub fn count_features(
         &self,
         tokens: &[u32],
