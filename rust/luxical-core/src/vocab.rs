@@ -206,11 +206,11 @@ impl Vocabulary {
         const AHEAD: usize = 32;
         let lookup = &self.lookup;
         for len in 1..=self.max_ngram_len.min(n_tokens) {
-            // Each live window's hash from its start's prefix state (one more token).
-            let n_pad = self.max_ngram_len - len;
             // Found: this length's windows only (else a start pruned at an earlier length
             // would keep its neighbour live: a wasted lookup, never a wrong count).
             found.fill(false);
+            // Each live window's hash from its start's prefix state (one more token).
+            let n_pad = self.max_ngram_len - len;
             hashes.clear();
             hashes.extend(live.iter().map(|&s| {
                 let s = s as usize;
